@@ -1,0 +1,61 @@
+"""chatkeep keeps OpenAI chat conversations: every turn saved durably the moment it happens.
+
+>>> from chatkeep import open_store
+>>> store = open_store(":memory:")
+>>> conv = store.conversation("support-42", create=True)
+>>> conv.append({"role": "user", "content": "Hello"}).role
+'user'
+>>> conv.messages
+[{'role': 'user', 'content': 'Hello'}]
+
+Importing chatkeep does not import the ``openai`` SDK; the chat classes load it
+only when used.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BackendUnavailable,
+    ChatkeepError,
+    ConversationNotFound,
+    FormatError,
+    MessageError,
+    MessageNotFound,
+    MigrationError,
+    StoreError,
+)
+from .messages import MessageDict, message_text, user_message, validate_message, validate_messages
+from .store import (
+    Conversation,
+    ConversationRecord,
+    JSONFileStore,
+    SQLiteStore,
+    Store,
+    StoredMessage,
+    open_store,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "ChatkeepError",
+    "Conversation",
+    "ConversationNotFound",
+    "ConversationRecord",
+    "FormatError",
+    "JSONFileStore",
+    "MessageDict",
+    "MessageError",
+    "MessageNotFound",
+    "MigrationError",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "message_text",
+    "open_store",
+    "user_message",
+    "validate_message",
+    "validate_messages",
+]

@@ -1,0 +1,84 @@
+"""The exceptions chatkeep raises, all under one base class.
+
+```
+ChatkeepError
+├── MessageError          a message dict is not a valid OpenAI chat message (also a ValueError)
+├── StoreError
+│   ├── ConversationNotFound   (also a KeyError)
+│   ├── MessageNotFound        (also a KeyError)
+│   ├── MigrationError
+│   └── BackendUnavailable     (also an ImportError, names the extra to install)
+└── FormatError           a file cannot be read: carries file, line and reason
+```
+
+SDK errors (``openai.APIError`` and friends) are never wrapped: they reach the
+caller unchanged after the turn is saved.
+"""
+
+from __future__ import annotations
+
+
+class ChatkeepError(Exception):
+    """Base class of every error chatkeep raises."""
+
+
+class MessageError(ChatkeepError, ValueError):
+    """A message is not a valid OpenAI chat message; ``field`` says where."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class StoreError(ChatkeepError):
+    """A store cannot do what was asked."""
+
+
+class ConversationNotFound(StoreError, KeyError):
+    """No conversation has this id."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"no conversation with id {conversation_id!r}")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class MessageNotFound(StoreError, KeyError):
+    """No message has this id (in this conversation, where one was named)."""
+
+    def __init__(self, message_id: str, conversation_id: str | None = None) -> None:
+        self.message_id = message_id
+        self.conversation_id = conversation_id
+        where = f" in conversation {conversation_id!r}" if conversation_id else ""
+        super().__init__(f"no message with id {message_id!r}{where}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MigrationError(StoreError):
+    """The database schema cannot be brought to the version this chatkeep needs."""
+
+
+class BackendUnavailable(StoreError, ImportError):
+    """A backend's optional dependency is missing; the message names the install command."""
+
+
+class FormatError(ChatkeepError):
+    """A file cannot be read as the format it claims; names the file, line and reason."""
+
+    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.column = column
+        where = file or "<input>"
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {reason}")

@@ -1,0 +1,65 @@
+"""Storage: the ``Store`` protocol, its backends, and ``open_store``.
+
+This is the only layer that touches disk or a database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+from ..errors import StoreError
+from .base import ConversationRecord, MessageStatus, Store, StoredMessage
+from .conversation import Conversation
+from .files import ENV_VAR, default_database_path
+from .jsonfile import JSONFileStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "Conversation",
+    "ConversationRecord",
+    "JSONFileStore",
+    "MessageStatus",
+    "SQLiteStore",
+    "Store",
+    "StoredMessage",
+    "open_store",
+    "resolve_target",
+]
+
+AnyStore = Union[SQLiteStore, JSONFileStore]
+
+
+def resolve_target(target: str | os.PathLike[str] | None = None) -> str:
+    """Which store ``open_store(target)`` opens: the argument, ``$CHATKEEP_DB``, or the default."""
+    if target is not None:
+        return os.fspath(target)
+    from_env = os.environ.get(ENV_VAR, "").strip()
+    return from_env or str(default_database_path())
+
+
+def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> AnyStore:
+    """Open a store: a SQLite file by default, the tutorial's JSON file for ``*.json``.
+
+    ``target`` is a path or URL: ``path/to/file.db``, ``sqlite:///path``,
+    ``sqlite:////absolute/path``, ``":memory:"`` or ``conversation_history.json``. Without one,
+    ``$CHATKEEP_DB`` is used, then ``chatkeep.db`` in the user data directory.
+    ``options`` go to the backend, such as ``durability="full"`` for SQLite.
+    """
+    where = resolve_target(target)
+    if where.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"{where.split('@')[-1]}: the PostgreSQL backend is not part of this version yet")
+    if where.startswith("sqlite://"):
+        # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute.db.
+        where = where[len("sqlite:///"):] or ":memory:"
+    if "://" in where:
+        scheme = where.split("://", 1)[0]
+        raise StoreError(f"unsupported store URL scheme {scheme!r} (expected a path, sqlite:// or .json)")
+    if where.lower().endswith(".json"):
+        if options:
+            raise StoreError(f"the JSON file store takes no options (got {', '.join(options)})")
+        return JSONFileStore(Path(where).expanduser())
+    if where == ":memory:":
+        return SQLiteStore(where, **options)
+    return SQLiteStore(Path(where).expanduser(), **options)

@@ -1,0 +1,107 @@
+"""``Conversation``: one conversation seen through its store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConversationNotFound
+from ..messages import MessageDict
+from .base import ConversationRecord, Store, StoredMessage
+
+__all__ = ["Conversation", "ConversationAccess"]
+
+
+class Conversation:
+    """A view over one conversation in a store; it holds no messages itself.
+
+    Every read goes to the store, so two processes sharing a database see each
+    other's turns.
+    """
+
+    def __init__(self, store: Store, conversation_id: str) -> None:
+        self.store = store
+        self.id = conversation_id
+
+    def __repr__(self) -> str:
+        return f"Conversation({self.id!r}, store={self.store!r})"
+
+    @property
+    def record(self) -> ConversationRecord:
+        """The conversation's stored fields (title, times, head, metadata)."""
+        return self.store.get_conversation(self.id)
+
+    @property
+    def title(self) -> str | None:
+        return self.record.title
+
+    @property
+    def messages(self) -> list[MessageDict]:
+        """The current branch as the list to pass as ``messages=`` to the API."""
+        return [stored.message for stored in self.store.path(self.id)]
+
+    def history(self, *, last: int | None = None) -> list[StoredMessage]:
+        """The stored messages of the current branch, oldest first (or the final ``last``)."""
+        return self.store.path(self.id, last=last)
+
+    @property
+    def head(self) -> StoredMessage | None:
+        """The message at the tip of the current branch, or ``None`` when empty."""
+        tail = self.store.path(self.id, last=1)
+        return tail[0] if tail else None
+
+    def append(self, message: Mapping[str, Any], **bookkeeping: Any) -> StoredMessage:
+        """Store a message after the head, in one transaction, and return it stored.
+
+        ``bookkeeping`` takes the keyword arguments of ``Store.append``
+        (``model``, ``usage``, ``status``, ``parent_id``, ...).
+        """
+        return self.store.append(self.id, message, **bookkeeping)
+
+    def rename(self, title: str) -> None:
+        """Set the conversation's title."""
+        self.store.update_conversation(self.id, title=title)
+
+    def set_head(self, message_id: str | None) -> None:
+        """Move the head to one of this conversation's messages (a branch switch or undo)."""
+        self.store.set_head(self.id, message_id)
+
+    def delete(self) -> None:
+        """Delete the conversation and all its messages."""
+        self.store.delete_conversation(self.id)
+
+    def __len__(self) -> int:
+        """How many messages the conversation holds, on every branch."""
+        return self.store.count_messages(self.id)
+
+
+class ConversationAccess:
+    """``store.conversation(...)`` and ``store.new_conversation(...)`` for every backend."""
+
+    def conversation(
+        self: Store, conversation_id: str, *, create: bool = False, title: str | None = None
+    ) -> Conversation:
+        """Open a conversation by id; with ``create=True`` make it when it is missing."""
+        try:
+            self.get_conversation(conversation_id)
+        except ConversationNotFound:
+            if not create:
+                raise
+            try:
+                self.create_conversation(conversation_id, title=title)
+            except Exception:
+                # Another process may have created it between the two calls.
+                self.get_conversation(conversation_id)
+        return Conversation(self, conversation_id)
+
+    def new_conversation(
+        self: Store,
+        conversation_id: str | None = None,
+        *,
+        title: str | None = None,
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Conversation:
+        """Create a conversation (with a generated id unless one is given) and open it."""
+        record = self.create_conversation(conversation_id, title=title, owner=owner, metadata=metadata)
+        return Conversation(self, record.id)

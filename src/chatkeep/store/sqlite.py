@@ -1,0 +1,424 @@
+"""The default store: one SQLite file, safe for many processes at once.
+
+Why these settings:
+
+- WAL lets readers work while one writer commits, and makes a commit one
+  append to the log instead of a rewrite.
+- ``synchronous=NORMAL`` (the default here): a returned append survives the
+  process being killed; ``synchronous=FULL`` also survives power loss, at one
+  fsync per commit. Pass ``durability="full"`` for it.
+- ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never
+  deadlock upgrading a read lock; the busy timeout makes the second one wait.
+- Foreign keys keep messages inside existing conversations.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConversationNotFound, MessageNotFound, StoreError
+from ..messages import message_text, validate_message
+from .base import (
+    HEAD,
+    ConversationRecord,
+    MessageKind,
+    MessageStatus,
+    StoredMessage,
+    check_conversation_id,
+    check_status,
+    dumps,
+    format_time,
+    new_id,
+    parse_time,
+    storable_text,
+    utcnow,
+)
+from .conversation import ConversationAccess
+from .files import touch_private_file
+from .sqlite_schema import migrate
+
+__all__ = ["SQLiteStore"]
+
+Durability = Literal["normal", "full"]
+
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, parent_id, kind, body, created_at, status, model, usage, "
+    "latency_ms, finish_reason, error, token_counts, metadata"
+)
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _message_from_row(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        conversation_id=row[1],
+        parent_id=row[2],
+        kind=row[3],
+        message=json.loads(row[4]),
+        created_at=parse_time(row[5]),
+        status=row[6],
+        model=row[7],
+        usage=_loads(row[8]),
+        latency_ms=row[9],
+        finish_reason=row[10],
+        error=row[11],
+        token_counts=_loads(row[12]),
+        metadata=_loads(row[13]) or {},
+    )
+
+
+def _conversation_from_row(row: tuple[Any, ...]) -> ConversationRecord:
+    return ConversationRecord(
+        id=row[0],
+        title=row[1],
+        created_at=parse_time(row[2]),
+        updated_at=parse_time(row[3]),
+        head_id=row[4],
+        owner=row[5],
+        metadata=_loads(row[6]) or {},
+    )
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class SQLiteStore(ConversationAccess):
+    """A :class:`~chatkeep.store.Store` on one SQLite file (or ``":memory:"``)."""
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        durability: Durability = "normal",
+        busy_timeout: float = 60.0,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise StoreError(f"durability: expected 'normal' or 'full', got {durability!r}")
+        self.file = str(path)
+        self.url = f"sqlite:///{self.file}"
+        self.durability = durability
+        self._lock = threading.RLock()
+        if self.file != ":memory:":
+            touch_private_file(Path(self.file))
+        try:
+            self._db = sqlite3.connect(
+                self.file, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+            self._configure(busy_timeout)
+            migrate(self._db, source=self.file)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.file}: cannot open as a chatkeep database: {exc}") from exc
+
+    def _configure(self, busy_timeout: float) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.file != ":memory:":
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.file}: cannot switch the database to WAL mode ({mode})")
+        db.execute(f"PRAGMA synchronous = {self.durability.upper()}")
+        db.execute("PRAGMA foreign_keys = ON")
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.file!r})"
+
+    def check_integrity(self) -> list[str]:
+        """Run SQLite's integrity and foreign-key checks; an empty list means sound."""
+        problems = [str(row[0]) for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
+        problems += [f"foreign key: {tuple(row)}" for row in self._all("PRAGMA foreign_key_check")]
+        return problems
+
+    # -- conversations ----------------------------------------------------------
+
+    def create_conversation(
+        self,
+        conversation_id: str | None = None,
+        *,
+        title: str | None = None,
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConversationRecord:
+        """Create a conversation; raises ``StoreError`` when the id is taken."""
+        conversation_id = check_conversation_id(conversation_id)
+        now = format_time(utcnow())
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (conversation_id, title, owner, now, now, dumps(dict(metadata or {}))),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
+        return self.get_conversation(conversation_id)
+
+    def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        row = self._one(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+        )
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return _conversation_from_row(row)
+
+    def list_conversations(
+        self,
+        *,
+        limit: int | None = 50,
+        offset: int = 0,
+        title_contains: str | None = None,
+        owner: str | None = None,
+    ) -> list[ConversationRecord]:
+        where, params = [], []
+        if title_contains:
+            where.append("title LIKE ? ESCAPE '\\'")
+            params.append(_like_pattern(title_contains))
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._all(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations {clause}"
+            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, -1 if limit is None else limit, offset),
+        )
+        return [_conversation_from_row(row) for row in rows]
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConversationRecord:
+        with self._write() as db:
+            self._require_conversation(db, conversation_id)
+            if title is not None:
+                db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id))
+            if metadata is not None:
+                db.execute(
+                    "UPDATE conversations SET metadata = ? WHERE id = ?",
+                    (dumps(dict(metadata)), conversation_id),
+                )
+            db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?",
+                (format_time(utcnow()), conversation_id),
+            )
+        return self.get_conversation(conversation_id)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        with self._write() as db:
+            self._require_conversation(db, conversation_id)
+            # Clear the head first so the cascade does not fight the head's reference.
+            db.execute("UPDATE conversations SET head_id = NULL WHERE id = ?", (conversation_id,))
+            db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    @staticmethod
+    def _require_conversation(db: sqlite3.Connection, conversation_id: str) -> str | None:
+        row = db.execute("SELECT head_id FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return row[0]  # type: ignore[no-any-return]
+
+    # -- messages ---------------------------------------------------------------
+
+    def append(
+        self,
+        conversation_id: str,
+        message: Mapping[str, Any],
+        *,
+        parent_id: str | None = HEAD,
+        move_head: bool = True,
+        kind: MessageKind = "chat",
+        status: MessageStatus = "complete",
+        model: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        latency_ms: float | None = None,
+        finish_reason: str | None = None,
+        error: str | None = None,
+        token_counts: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        """Validate and store one message in its own transaction, then return it."""
+        check_status(status)
+        body = validate_message(message) if kind == "chat" else dict(message)
+        message_id, now = new_id(), utcnow()
+        with self._write() as db:
+            head = self._require_conversation(db, conversation_id)
+            parent = head if parent_id == HEAD else parent_id
+            if parent is not None:
+                self._require_message_in(db, parent, conversation_id)
+            db.execute(
+                "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text,"
+                " created_at, status, model, usage, latency_ms, finish_reason, error,"
+                " token_counts, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message_id, conversation_id, parent, kind, body.get("role"), dumps(body),
+                    storable_text(message_text(body)), format_time(now), status, model,
+                    None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
+                    error, None if token_counts is None else dumps(dict(token_counts)),
+                    dumps(dict(metadata or {})),
+                ),
+            )
+            db.execute(
+                "UPDATE conversations SET updated_at = ?"
+                + (", head_id = ?" if move_head else "")
+                + " WHERE id = ?",
+                (format_time(now), message_id, conversation_id)
+                if move_head
+                else (format_time(now), conversation_id),
+            )
+        return StoredMessage(
+            id=message_id, conversation_id=conversation_id, parent_id=parent, message=body,
+            created_at=now, kind=kind, status=status, model=model,
+            usage=None if usage is None else dict(usage), latency_ms=latency_ms,
+            finish_reason=finish_reason, error=error,
+            token_counts=None if token_counts is None else dict(token_counts),
+            metadata=dict(metadata or {}),
+        )
+
+    @staticmethod
+    def _require_message_in(db: sqlite3.Connection, message_id: str, conversation_id: str) -> None:
+        row = db.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None or row[0] != conversation_id:
+            raise MessageNotFound(message_id, conversation_id)
+
+    def update_message(
+        self,
+        message_id: str,
+        *,
+        status: MessageStatus | None = None,
+        error: str | None = None,
+        token_counts: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        changes: dict[str, Any] = {}
+        if status is not None:
+            check_status(status)
+            changes["status"] = status
+            changes["error"] = error
+        elif error is not None:
+            changes["error"] = error
+        if token_counts is not None:
+            changes["token_counts"] = dumps(dict(token_counts))
+        if metadata is not None:
+            changes["metadata"] = dumps(dict(metadata))
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
+                raise MessageNotFound(message_id)
+            if changes:
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                db.execute(
+                    f"UPDATE messages SET {assignments} WHERE id = ?", (*changes.values(), message_id)
+                )
+        return self.get_message(message_id)
+
+    def get_message(self, message_id: str) -> StoredMessage:
+        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise MessageNotFound(message_id)
+        return _message_from_row(row)
+
+    def path(
+        self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
+    ) -> list[StoredMessage]:
+        with self._lock:
+            if head_id is None:
+                head_id = self._require_conversation(self._db, conversation_id)
+                if head_id is None:
+                    return []
+            else:
+                self._require_message_in(self._db, head_id, conversation_id)
+            if last is not None and last <= 0:
+                return []
+            # Walk parent links from the head: the last K messages cost K index lookups.
+            rows = self._db.execute(
+                f"""
+                WITH RECURSIVE walk(step_seq, step_parent, depth) AS (
+                    SELECT seq, parent_id, 1 FROM messages WHERE id = :head
+                    UNION ALL
+                    SELECT m.seq, m.parent_id, walk.depth + 1
+                    FROM walk JOIN messages m ON m.id = walk.step_parent
+                    WHERE :last IS NULL OR walk.depth < :last
+                )
+                SELECT {_MESSAGE_COLUMNS} FROM walk JOIN messages ON messages.seq = walk.step_seq
+                ORDER BY walk.depth DESC
+                """,
+                {"head": head_id, "last": last},
+            ).fetchall()
+        return [_message_from_row(row) for row in rows]
+
+    def set_head(self, conversation_id: str, message_id: str | None) -> None:
+        with self._write() as db:
+            self._require_conversation(db, conversation_id)
+            if message_id is not None:
+                self._require_message_in(db, message_id, conversation_id)
+            db.execute(
+                "UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
+                (message_id, format_time(utcnow()), conversation_id),
+            )
+
+    def children(self, message_id: str) -> list[StoredMessage]:
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE parent_id = ? ORDER BY seq", (message_id,)
+        )
+        return [_message_from_row(row) for row in rows]
+
+    def count_conversations(self) -> int:
+        return int(self._one("SELECT count(*) FROM conversations")[0])
+
+    def count_messages(self, conversation_id: str | None = None) -> int:
+        if conversation_id is None:
+            return int(self._one("SELECT count(*) FROM messages")[0])
+        with self._lock:
+            self._require_conversation(self._db, conversation_id)
+            row = self._db.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+        return int(row[0])
+

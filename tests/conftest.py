@@ -1,0 +1,30 @@
+"""Shared fixtures: every test gets its own data dir and no OpenAI settings from outside."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point chatkeep's default data dir into tmp_path and drop OPENAI_* and CHATKEEP_* settings."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "CHATKEEP_")):
+            monkeypatch.delenv(name)
+    data_home = tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    yield data_home
+
+
+@pytest.fixture
+def samples() -> Path:
+    """The shared sample conversation files; tests using them skip where the folder is absent."""
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample files not found at {SAMPLES} (clone with ../shared beside the project)")
+    return SAMPLES

@@ -1,0 +1,219 @@
+"""The Store contract: every backend passes the same tests.
+
+The tests on ``store`` run on every backend; those on ``db_store`` need several
+conversations, branches and bookkeeping, which the tutorial's JSON file has no
+place for, and run on the database backends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatkeep import (
+    ConversationNotFound,
+    JSONFileStore,
+    MessageError,
+    MessageNotFound,
+    StoreError,
+    open_store,
+)
+from chatkeep.store import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite", "jsonfile"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | JSONFileStore]:
+    target = {"sqlite": tmp_path / "chat.db", "jsonfile": tmp_path / "support-42.json"}[request.param]
+    opened = open_store(target)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=["sqlite"])
+def db_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
+    """The database backends: several conversations, branches and bookkeeping."""
+    opened = open_store(tmp_path / "chat.db")
+    yield opened
+    opened.close()
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def test_get_or_create_opens_the_same_conversation(store: SQLiteStore | JSONFileStore) -> None:
+    first = store.conversation("support-42", create=True)
+    first.append(user("hello"))
+    again = store.conversation("support-42", create=True)
+    assert again.messages == [user("hello")]
+
+
+def test_creating_an_existing_id_fails(store: SQLiteStore | JSONFileStore) -> None:
+    store.create_conversation("support-42")
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_conversation("support-42")
+
+
+def test_append_returns_the_stored_message_and_moves_the_head(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    first = conv.append(user("one"))
+    second = conv.append({"role": "assistant", "content": "two"})
+    assert second.parent_id == first.id
+    assert first.parent_id is None
+    assert conv.head == second
+    assert store.get_message(second.id) == second
+    assert store.get_conversation("support-42").head_id == second.id
+    assert second.role == "assistant" and second.text == "two"
+
+
+def test_path_is_oldest_first_and_last_k_is_the_tail(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    for i in range(10):
+        conv.append(user(str(i)))
+    assert [m["content"] for m in conv.messages] == [str(i) for i in range(10)]
+    assert [m.message["content"] for m in conv.history(last=3)] == ["7", "8", "9"]
+    assert conv.history(last=0) == []
+    assert len(conv.history(last=50)) == 10
+    assert len(conv) == store.count_messages("support-42") == 10
+
+
+def test_unknown_keys_survive_storage(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    message = {"role": "user", "content": "hi", "x_trace": {"span": [1, 2, {"deep": None}]}}
+    conv.append(message)
+    assert conv.messages == [message]
+
+
+def test_a_wrong_message_is_refused_and_nothing_is_stored(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    conv.append(user("kept"))
+    with pytest.raises(MessageError, match=r"message\.role: unknown role 'robot'"):
+        conv.append({"role": "robot", "content": "x"})
+    assert conv.messages == [user("kept")]
+
+
+def test_missing_things_raise_not_found(store: SQLiteStore | JSONFileStore) -> None:
+    store.conversation("support-42", create=True)
+    with pytest.raises(ConversationNotFound):
+        store.get_conversation("nope")
+    with pytest.raises(KeyError):
+        store.conversation("nope")
+    with pytest.raises(ConversationNotFound):
+        store.append("nope", user("x"))
+    with pytest.raises(MessageNotFound):
+        store.get_message("404404")
+
+
+def test_children_follow_the_tree(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    a = conv.append(user("a"))
+    b = conv.append(user("b"))
+    assert store.children(a.id) == [b]
+    assert store.children(b.id) == []
+
+
+def test_delete_removes_the_messages(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    conv.append(user("bye"))
+    conv.delete()
+    assert store.count_messages() == 0
+
+
+# -- database stores ----------------------------------------------------------------
+
+
+def test_generated_ids_sort_by_creation_time(db_store: SQLiteStore) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(db_store.new_conversation().id)
+        time.sleep(0.002)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def test_list_is_newest_first_paginated_and_filtered(db_store: SQLiteStore) -> None:
+    for name in ["alpha", "beta", "gamma 100%"]:
+        db_store.new_conversation(name, title=name.title())
+    db_store.conversation("alpha").append(user("bump"))  # alpha is now the most recent
+    assert [c.id for c in db_store.list_conversations()] == ["alpha", "gamma 100%", "beta"]
+    assert [c.id for c in db_store.list_conversations(limit=1, offset=1)] == ["gamma 100%"]
+    assert [c.id for c in db_store.list_conversations(title_contains="100%")] == ["gamma 100%"]
+    assert [c.id for c in db_store.list_conversations(title_contains="_")] == []
+    assert db_store.count_conversations() == 3
+
+
+def test_owners_are_kept_apart(db_store: SQLiteStore) -> None:
+    db_store.new_conversation("a", owner="ana")
+    db_store.new_conversation("b", owner="bo")
+    assert [c.id for c in db_store.list_conversations(owner="ana")] == ["a"]
+
+
+def test_rename_and_metadata(db_store: SQLiteStore) -> None:
+    conv = db_store.new_conversation("x", metadata={"source": "test"})
+    conv.rename("A better title")
+    record = conv.record
+    assert record.title == "A better title" and record.metadata == {"source": "test"}
+    assert record.updated_at >= record.created_at
+
+
+def test_bookkeeping_is_kept(db_store: SQLiteStore) -> None:
+    conv = db_store.new_conversation("x")
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}
+    stored = conv.append(
+        {"role": "assistant", "content": "partial"}, model="gpt-4o-2024-08-06", usage=usage,
+        latency_ms=12.5, finish_reason=None, status="incomplete", token_counts={"o200k_base": 7},
+        metadata={"request_id": "r1"},
+    )
+    assert db_store.get_message(stored.id) == stored
+    assert stored.status == "incomplete" and stored.usage == usage
+
+
+def test_update_message_changes_status_only(db_store: SQLiteStore) -> None:
+    conv = db_store.new_conversation("x")
+    stored = conv.append(user("hi"))
+    updated = db_store.update_message(stored.id, status="error", error="APIConnectionError: refused")
+    assert (updated.status, updated.error, updated.message) == ("error", "APIConnectionError: refused", stored.message)
+    with pytest.raises(StoreError, match="status"):
+        db_store.update_message(stored.id, status="done")  # type: ignore[arg-type]
+
+
+def test_branches_and_head_moves(db_store: SQLiteStore) -> None:
+    conv = db_store.new_conversation("x")
+    q = conv.append(user("question"))
+    a1 = conv.append({"role": "assistant", "content": "first answer"})
+    a2 = conv.append({"role": "assistant", "content": "second answer"}, parent_id=q.id)
+    assert [m.id for m in conv.history()] == [q.id, a2.id]
+    assert db_store.children(q.id) == [a1, a2]
+    conv.set_head(a1.id)
+    assert [m.id for m in conv.history()] == [q.id, a1.id]
+    assert [m.id for m in db_store.path("x", head_id=a2.id)] == [q.id, a2.id]
+    side = conv.append(user("aside"), parent_id=q.id, move_head=False)
+    assert conv.head == a1 and side.parent_id == q.id
+
+
+def test_messages_stay_in_their_conversation(db_store: SQLiteStore) -> None:
+    one = db_store.new_conversation("one")
+    other = db_store.new_conversation("other")
+    m = one.append(user("mine"))
+    with pytest.raises(MessageNotFound):
+        other.append(user("x"), parent_id=m.id)
+    with pytest.raises(MessageNotFound):
+        other.set_head(m.id)
+
+
+def test_delete_leaves_other_conversations(db_store: SQLiteStore) -> None:
+    db_store.new_conversation("one").append(user("1"))
+    db_store.new_conversation("two").append(user("2"))
+    db_store.delete_conversation("one")
+    assert db_store.count_messages() == 1
+    assert db_store.conversation("two").messages == [user("2")]
+    with pytest.raises(ConversationNotFound):
+        db_store.delete_conversation("one")
+
+
+@pytest.mark.parametrize("bad", ["", "  padded ", "tab\there"])
+def test_bad_conversation_ids_are_refused(db_store: SQLiteStore, bad: str) -> None:
+    with pytest.raises(StoreError, match="conversation id"):
+        db_store.create_conversation(bad)
