@@ -28,3 +28,21 @@ def samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip(f"sample files not found at {SAMPLES} (clone with ../shared beside the project)")
     return SAMPLES
+
+
+# The loopback OpenAI-compatible server's fixtures, for every test module.
+from fakeopenai import openai_client, openai_server  # noqa: E402,F401
+
+
+def _loopback_only(event: str, args: tuple[object, ...]) -> None:
+    """Fail any test that opens a network connection beyond this machine's loopback."""
+    if event != "socket.connect":
+        return
+    address = args[1]
+    if isinstance(address, tuple) and address and not str(address[0]).startswith(("127.", "::1", "localhost")):
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+
+
+import sys  # noqa: E402
+
+sys.addaudithook(_loopback_only)

@@ -14,6 +14,16 @@ only when used.
 
 from __future__ import annotations
 
+from .client import (
+    AsyncChat,
+    AsyncReplyStream,
+    Chat,
+    Reply,
+    ReplyStream,
+    record_chunks,
+    record_completion,
+    recording,
+)
 from .errors import (
     BackendUnavailable,
     ChatkeepError,
@@ -22,6 +32,8 @@ from .errors import (
     MessageError,
     MessageNotFound,
     MigrationError,
+    PendingToolCalls,
+    ResponseError,
     StoreError,
 )
 from .messages import MessageDict, message_text, user_message, validate_message, validate_messages
@@ -38,6 +50,16 @@ from .store import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncChat",
+    "AsyncReplyStream",
+    "Chat",
+    "PendingToolCalls",
+    "Reply",
+    "ReplyStream",
+    "ResponseError",
+    "record_chunks",
+    "record_completion",
+    "recording",
     "BackendUnavailable",
     "ChatkeepError",
     "Conversation",

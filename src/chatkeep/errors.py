@@ -3,6 +3,8 @@
 ```
 ChatkeepError
 ├── MessageError          a message dict is not a valid OpenAI chat message (also a ValueError)
+├── PendingToolCalls      the last assistant message has tool calls without results
+├── ResponseError         the server's answer is not a usable chat completion
 ├── StoreError
 │   ├── ConversationNotFound   (also a KeyError)
 │   ├── MessageNotFound        (also a KeyError)
@@ -29,6 +31,29 @@ class MessageError(ChatkeepError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class PendingToolCalls(ChatkeepError):
+    """The conversation has tool calls without results, so the API would refuse it."""
+
+    def __init__(self, call_ids: list[str]) -> None:
+        self.call_ids = call_ids
+        super().__init__(
+            f"tool call{'s' if len(call_ids) > 1 else ''} {', '.join(call_ids)} "
+            "have no result yet: add one with add_tool_result(tool_call_id, content) first"
+        )
+
+
+class ResponseError(ChatkeepError):
+    """The server answered, but not with a usable chat completion (HTML, no choices, a cut stream).
+
+    The user's message stays saved; ``message_id`` names what was stored for the turn.
+    """
+
+    def __init__(self, reason: str, *, message_id: str | None = None) -> None:
+        self.reason = reason
+        self.message_id = message_id
+        super().__init__(reason)
 
 
 class StoreError(ChatkeepError):

@@ -1,0 +1,165 @@
+"""``AsyncChat``: ``Chat`` over ``openai.AsyncOpenAI``, with the same method names.
+
+The store is blocking, so its calls run in a worker thread, and writes are
+shielded: a cancelled task still finishes saving what it started to save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
+
+from ..store.base import StoredMessage
+from .base import ChatBase
+from .plan import Turn
+from .turn import (
+    Reply,
+    ReplyAccumulator,
+    ReplySlot,
+    empty_stream_error,
+    ms_since,
+    reply_from_completion,
+    tool_message,
+    unfinished_stream_error,
+)
+
+__all__ = ["AsyncChat", "AsyncReplyStream"]
+
+T = TypeVar("T")
+
+
+async def _read(operation: Callable[[], T]) -> T:
+    return await asyncio.to_thread(operation)
+
+
+async def _write(operation: Callable[[], T]) -> T:
+    return await asyncio.shield(asyncio.to_thread(operation))
+
+
+class AsyncReplyStream:
+    """The text deltas of a streamed reply, for ``async for``; ``reply`` is set once it is saved.
+
+    Use ``async with`` (or ``await stream.aclose()``) so an early exit closes the
+    connection and saves what arrived at once, not when the generator is collected.
+    """
+
+    def __init__(self) -> None:
+        # The generator writes the saved reply here; it must not hold the stream
+        # itself, or the pair would form a cycle that only the garbage collector
+        # frees, and an abandoned stream would be saved late.
+        self._slot = ReplySlot()
+        self._events: Any = None
+
+    @property
+    def reply(self) -> Reply | None:
+        """The saved reply, once the stream has ended (complete or not)."""
+        return self._slot.reply
+
+    def __aiter__(self) -> AsyncReplyStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return str(await self._events.__anext__())
+
+    async def aclose(self) -> None:
+        """Stop the stream: the connection closes and what arrived is saved."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> AsyncReplyStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class AsyncChat(ChatBase):
+    """``Chat`` for ``openai.AsyncOpenAI``: ``await chat.send(...)``, ``async for t in chat.stream(...)``."""
+
+    async def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
+        record = await _read(lambda: self.conversation.record)
+        path = self._cached_path(record.head_id)
+        if path is None:
+            path = self._path = await _read(self.conversation.history)
+        turn = Turn(self.conversation, path, message, regenerate=regenerate)
+        save = turn.save_prompt()
+        if save is not None:
+            turn.prompt_saved(await _write(save))
+        return turn
+
+    async def send(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> Reply:
+        """Save ``message``, ask the model, save and return its reply (see ``Chat.send``)."""
+        return await self._send(await self._turn(message), overrides)
+
+    async def retry(self, **overrides: Any) -> Reply:
+        """Answer the last message again (see ``Chat.retry``)."""
+        return await self._send(await self._turn(None, regenerate=True), overrides)
+
+    async def _send(self, turn: Turn, overrides: Mapping[str, Any]) -> Reply:
+        request = self._request(turn, overrides, stream=False)
+        started = time.perf_counter()
+        try:
+            record = reply_from_completion(await self.client.chat.completions.create(**request))
+        except BaseException as exc:
+            await self._fail(turn, exc)
+            raise
+        return self._settle(turn, await _write(turn.save_reply(record, latency_ms=ms_since(started))))
+
+    async def _fail(self, turn: Turn, exc: BaseException) -> None:
+        self._path = None
+        mark = turn.save_failure(exc)
+        if mark is not None:
+            await _write(mark)
+
+    def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> AsyncReplyStream:
+        """The reply's text as it arrives, for ``async for`` (see ``Chat.stream``).
+
+        The message is saved when iteration starts, before the API call.
+        """
+        out = AsyncReplyStream()
+        out._events = self._events(message, False, overrides, out._slot)
+        return out
+
+    def retry_stream(self, **overrides: Any) -> AsyncReplyStream:
+        """``retry()``, streamed."""
+        out = AsyncReplyStream()
+        out._events = self._events(None, True, overrides, out._slot)
+        return out
+
+    async def _events(
+        self, message: Any, regenerate: bool, overrides: Mapping[str, Any], out: ReplySlot
+    ) -> AsyncIterator[str]:
+        turn = await self._turn(message, regenerate=regenerate)
+        request = self._request(turn, overrides, stream=True)
+        acc, started = ReplyAccumulator(), time.perf_counter()
+        try:
+            async with await self.client.chat.completions.create(**request) as chunks:
+                async for chunk in chunks:
+                    text = acc.feed(chunk)
+                    if text:
+                        acc.metadata.setdefault("first_token_ms", round(ms_since(started), 3))
+                        yield text
+        except BaseException as exc:
+            await self._finish_stream(turn, acc, started, out, exc)
+            raise
+        await self._finish_stream(turn, acc, started, out, None)
+
+    async def _finish_stream(
+        self, turn: Turn, acc: ReplyAccumulator, started: float, out: ReplySlot, exc: BaseException | None
+    ) -> None:
+        if not acc.started:
+            problem = exc or empty_stream_error(acc)
+            await self._fail(turn, problem)
+            if exc is None:
+                raise problem
+            return
+        out.reply = self._settle(turn, await _write(turn.save_reply(acc.finish(), latency_ms=ms_since(started))))
+        if exc is None and not acc.done:
+            raise unfinished_stream_error(out.reply.message.id)
+
+    async def add_tool_result(self, tool_call_id: str, content: Any) -> StoredMessage:
+        """Store a tool's result (see ``Chat.add_tool_result``)."""
+        stored = await _write(lambda: self.conversation.append(tool_message(tool_call_id, content)))
+        self._path = None
+        return stored

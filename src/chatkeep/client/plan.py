@@ -1,0 +1,125 @@
+"""``Turn``: what one turn sends and saves, decided once for the sync and async chats.
+
+A turn never touches the store itself: it hands the shells callables (store
+operations) to run, directly in ``Chat`` and in a worker thread in
+``AsyncChat``. The order is fixed by the durability rules: the user's message
+is saved before the API call; the reply, complete or not, after it; a failure
+marks the unanswered message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import ChatkeepError
+from ..messages import MessageDict, to_message_dict, user_message, validate_message
+from ..store.base import HEAD, StoredMessage
+from ..store.conversation import Conversation
+from .turn import ReplyRecord, check_tool_results, describe_error
+
+__all__ = ["Turn", "as_message"]
+
+Operation = Callable[[], Any]
+
+_INTERRUPTIONS = (GeneratorExit, KeyboardInterrupt)
+
+
+def as_message(message: str | Mapping[str, Any] | Any) -> MessageDict:
+    """A user message from text, or a checked copy of a message dict or SDK object."""
+    if isinstance(message, str):
+        return user_message(message)
+    return validate_message(to_message_dict(message))
+
+
+class Turn:
+    """One turn over a conversation whose current branch is ``path``.
+
+    ``message`` is the new message to send (text or a message dict); ``None``
+    sends the conversation as it is, which answers a head that is a user or
+    tool message. ``regenerate`` answers the head's parent again when the head
+    is an assistant reply, starting a new branch.
+    """
+
+    def __init__(
+        self,
+        conversation: Conversation,
+        path: list[StoredMessage],
+        message: str | Mapping[str, Any] | None = None,
+        *,
+        regenerate: bool = False,
+    ) -> None:
+        self.conversation = conversation
+        self.history = list(path)
+        self.new_message = None if message is None else as_message(message)
+        self.prompt: StoredMessage | None = None
+        self.reply_parent: str | None = HEAD
+        if self.new_message is None:
+            self._answer_existing(regenerate)
+        check_tool_results(self.messages)
+
+    def _answer_existing(self, regenerate: bool) -> None:
+        head = self.history[-1] if self.history else None
+        if head is None:
+            raise ChatkeepError("the conversation is empty: send a message first")
+        if head.role == "assistant":
+            if not regenerate:
+                raise ChatkeepError(
+                    "the last message is already the assistant's: send a new message, or retry() to regenerate it"
+                )
+            self.history.pop()
+            self.reply_parent = head.parent_id
+            self.prompt = self.history[-1] if self.history else None
+        else:
+            self.prompt = head
+
+    @property
+    def messages(self) -> list[MessageDict]:
+        """The list sent as ``messages=``."""
+        sent = [stored.message for stored in self.history]
+        if self.new_message is not None and self.prompt is None:
+            sent.append(self.new_message)
+        return sent
+
+    # -- store operations, for the shells to run --------------------------------
+
+    def save_prompt(self) -> Operation | None:
+        """Save the new message before the call (``None``: nothing new to save)."""
+        if self.new_message is None or self.prompt is not None:
+            return None
+        message = self.new_message
+        return lambda: self.conversation.append(message)
+
+    def prompt_saved(self, stored: StoredMessage) -> None:
+        self.prompt = stored
+        self.history.append(stored)
+
+    def save_reply(self, record: ReplyRecord, *, latency_ms: float) -> Operation:
+        """Save the reply and clear an earlier failure mark on the message it answers."""
+        prompt, parent = self.prompt, self.reply_parent
+
+        def save() -> StoredMessage:
+            stored = self.conversation.append(
+                record.message, parent_id=parent, model=record.model, usage=record.usage,
+                latency_ms=round(latency_ms, 3), finish_reason=record.finish_reason,
+                status=record.status, metadata=record.metadata,
+            )
+            if prompt is not None and prompt.status == "error":
+                self.conversation.store.update_message(prompt.id, status="complete", error=None)
+            return stored
+
+        return save
+
+    def save_failure(self, exc: BaseException) -> Operation | None:
+        """Mark the message this turn answers as unanswered, with the error's one-line summary."""
+        if self.prompt is None:
+            return None
+        prompt_id = self.prompt.id
+        error = describe_error(exc)
+        if isinstance(exc, _INTERRUPTIONS):
+            error = f"interrupted before the reply started ({type(exc).__name__})"
+        return lambda: self.conversation.store.update_message(prompt_id, status="error", error=error)
+
+    def path_after(self, reply: StoredMessage) -> list[StoredMessage]:
+        """The branch once ``reply`` is saved, for the shell's cache."""
+        return [*self.history, reply]

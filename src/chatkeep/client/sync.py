@@ -1,0 +1,165 @@
+"""``Chat``: turns over ``openai.OpenAI``, each saved the moment it happens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..store.base import StoredMessage
+from .base import ChatBase
+from .plan import Turn
+from .turn import (
+    Reply,
+    ReplyAccumulator,
+    ReplySlot,
+    empty_stream_error,
+    ms_since,
+    reply_from_completion,
+    tool_message,
+    unfinished_stream_error,
+)
+
+__all__ = ["Chat", "ReplyStream"]
+
+
+class ReplyStream:
+    """The text deltas of a streamed reply; ``reply`` is set once it is saved.
+
+    Iterate it, or use it as a context manager so an early exit closes the
+    connection and saves what arrived (marked incomplete) at once.
+    """
+
+    def __init__(self) -> None:
+        # The generator writes the saved reply here; it must not hold the stream
+        # itself, or the pair would form a cycle that only the garbage collector
+        # frees, and an abandoned stream would be saved late.
+        self._slot = ReplySlot()
+        self._events: Iterator[str] = iter(())
+
+    @property
+    def reply(self) -> Reply | None:
+        """The saved reply, once the stream has ended (complete or not)."""
+        return self._slot.reply
+
+    def __iter__(self) -> ReplyStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop the stream: the connection closes and what arrived is saved."""
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> ReplyStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Chat(ChatBase):
+    """A conversation with a model: ``send`` or ``stream`` a message, get the reply, all saved.
+
+    ``client`` is an ``openai.OpenAI`` (any ``base_url``); ``defaults`` are
+    keyword arguments for ``chat.completions.create`` (temperature, tools, ...),
+    which each call's own keywords override.
+    """
+
+    def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
+        path = self._cached_path(self.conversation.record.head_id)
+        if path is None:
+            path = self._path = self.conversation.history()
+        turn = Turn(self.conversation, path, message, regenerate=regenerate)
+        save = turn.save_prompt()
+        if save is not None:
+            turn.prompt_saved(save())
+        return turn
+
+    def send(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> Reply:
+        """Save ``message``, ask the model, save and return its reply.
+
+        Without a message, the conversation is answered as it stands (after tool
+        results, say). When the call fails, the message stays saved and marked
+        unanswered, and the SDK's exception is raised unchanged.
+        """
+        return self._send(self._turn(message), overrides)
+
+    def retry(self, **overrides: Any) -> Reply:
+        """Answer the last message again: re-send an unanswered turn, or regenerate the reply.
+
+        A regenerated reply starts a new branch; the old one stays in the store.
+        """
+        return self._send(self._turn(None, regenerate=True), overrides)
+
+    def _send(self, turn: Turn, overrides: Mapping[str, Any]) -> Reply:
+        request = self._request(turn, overrides, stream=False)
+        started = time.perf_counter()
+        try:
+            record = reply_from_completion(self.client.chat.completions.create(**request))
+        except BaseException as exc:
+            self._fail(turn, exc)
+            raise
+        return self._settle(turn, turn.save_reply(record, latency_ms=ms_since(started))())
+
+    def _fail(self, turn: Turn, exc: BaseException) -> None:
+        self._path = None
+        mark = turn.save_failure(exc)
+        if mark is not None:
+            mark()
+
+    def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> ReplyStream:
+        """Save ``message`` now, then yield the reply's text as it arrives; the reply is saved when it ends.
+
+        A stream cut short (dropped connection, an exception, ``close()``,
+        Ctrl-C) saves what arrived, marked ``incomplete``.
+        """
+        return self._stream(self._turn(message), overrides)
+
+    def retry_stream(self, **overrides: Any) -> ReplyStream:
+        """``retry()``, streamed."""
+        return self._stream(self._turn(None, regenerate=True), overrides)
+
+    def _stream(self, turn: Turn, overrides: Mapping[str, Any]) -> ReplyStream:
+        out = ReplyStream()
+        out._events = self._events(turn, self._request(turn, overrides, stream=True), out._slot)
+        return out
+
+    def _events(self, turn: Turn, request: dict[str, Any], out: ReplySlot) -> Iterator[str]:
+        acc, started = ReplyAccumulator(), time.perf_counter()
+        try:
+            with self.client.chat.completions.create(**request) as chunks:
+                for chunk in chunks:
+                    text = acc.feed(chunk)
+                    if text:
+                        acc.metadata.setdefault("first_token_ms", round(ms_since(started), 3))
+                        yield text
+        except BaseException as exc:
+            self._finish_stream(turn, acc, started, out, exc)
+            raise
+        self._finish_stream(turn, acc, started, out, None)
+
+    def _finish_stream(
+        self, turn: Turn, acc: ReplyAccumulator, started: float, out: ReplySlot, exc: BaseException | None
+    ) -> None:
+        if not acc.started:
+            problem = exc or empty_stream_error(acc)
+            self._fail(turn, problem)
+            if exc is None:
+                raise problem
+            return
+        out.reply = self._settle(turn, turn.save_reply(acc.finish(), latency_ms=ms_since(started))())
+        if exc is None and not acc.done:
+            raise unfinished_stream_error(out.reply.message.id)
+
+    def add_tool_result(self, tool_call_id: str, content: Any) -> StoredMessage:
+        """Store a tool's result for one of the last reply's tool calls; the next turn sends it.
+
+        ``content`` is a string, content parts, or anything JSON can write (sent as JSON text).
+        """
+        stored = self.conversation.append(tool_message(tool_call_id, content))
+        self._path = None
+        return stored
