@@ -10,12 +10,12 @@ import chatkeep
 
 def test_public_names_are_exactly_all() -> None:
     public = {name for name in vars(chatkeep) if not name.startswith("_")}
-    modules = {"client", "errors", "messages", "store", "cli", "annotations"}
+    modules = {"client", "context", "errors", "messages", "store", "cli", "annotations"}
     assert public - modules == set(chatkeep.__all__)
 
 
 def test_import_does_not_load_the_openai_sdk() -> None:
-    code = "import sys, chatkeep; print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx', 'httpx2', 'rich')))"
+    code = "import sys, chatkeep; print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx', 'httpx2', 'rich', 'tiktoken')))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
 

@@ -10,7 +10,8 @@ ChatkeepError
 │   ├── MessageNotFound        (also a KeyError)
 │   ├── MigrationError
 │   └── BackendUnavailable     (also an ImportError, names the extra to install)
-└── FormatError           a file cannot be read: carries file, line and reason
+├── FormatError           a file cannot be read: carries file, line and reason
+└── ContextBudgetError    the messages that must be sent do not fit the token budget
 ```
 
 SDK errors (``openai.APIError`` and friends) are never wrapped: they reach the
@@ -107,3 +108,12 @@ class FormatError(ChatkeepError):
             if column is not None:
                 where += f":{column}"
         super().__init__(f"{where}: {reason}")
+
+
+class ContextBudgetError(ChatkeepError):
+    """The messages that must be sent do not fit the budget; the message gives the numbers."""
+
+    def __init__(self, reason: str, *, needed: int, budget: int) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(reason)

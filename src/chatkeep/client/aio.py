@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
+from ..context.history import History
+from ..context.policies import Context
 from ..store.base import StoredMessage
 from .base import ChatBase
 from .plan import Turn
@@ -46,10 +48,7 @@ class AsyncReplyStream:
     """
 
     def __init__(self) -> None:
-        # The generator writes the saved reply here; it must not hold the stream
-        # itself, or the pair would form a cycle that only the garbage collector
-        # frees, and an abandoned stream would be saved late.
-        self._slot = ReplySlot()
+        self._slot = ReplySlot()  # see ReplyStream: no reference back to the stream
         self._events: Any = None
 
     @property
@@ -77,16 +76,39 @@ class AsyncReplyStream:
 class AsyncChat(ChatBase):
     """``Chat`` for ``openai.AsyncOpenAI``: ``await chat.send(...)``, ``async for t in chat.stream(...)``."""
 
-    async def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
+    async def _load(self) -> History:
         record = await _read(lambda: self.conversation.record)
-        path = self._cached_path(record.head_id)
-        if path is None:
-            path = self._path = await _read(self.conversation.history)
-        turn = Turn(self.conversation, path, message, regenerate=regenerate)
+        history = self._cached_history(record.head_id)
+        if history is None:
+            history = self._adopt(await _read(self.conversation.history))
+            unsaved = self._unsaved_counts(history)
+            if unsaved:
+                await _write(lambda: self.conversation.store.save_token_counts(unsaved))
+            if self._wants_summaries():
+                found = await _read(lambda: self.conversation.store.find_messages(self.conversation.id, kind="summary"))
+                self._adopt_summary(history, found)
+        return history
+
+    async def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
+        turn = Turn(self.conversation, await self._load(), message, regenerate=regenerate)
         save = turn.save_prompt()
         if save is not None:
-            turn.prompt_saved(await _write(save))
+            await _write(save)
         return turn
+
+    async def _context(self, turn: Turn, model: str, options: Mapping[str, Any]) -> Context:
+        while True:
+            choice = self._select(turn.history, model, options)
+            if isinstance(choice, Context):
+                return choice
+            request = self._summary_request(choice, model)
+            record = reply_from_completion(await self.client.chat.completions.create(**request))
+            await _write(self._save_summary(choice, record))
+
+    async def _fail(self, turn: Turn, exc: BaseException) -> None:
+        mark = turn.save_failure(exc)
+        if mark is not None:
+            await _write(mark)
 
     async def send(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> Reply:
         """Save ``message``, ask the model, save and return its reply (see ``Chat.send``)."""
@@ -97,20 +119,17 @@ class AsyncChat(ChatBase):
         return await self._send(await self._turn(None, regenerate=True), overrides)
 
     async def _send(self, turn: Turn, overrides: Mapping[str, Any]) -> Reply:
-        request = self._request(turn, overrides, stream=False)
-        started = time.perf_counter()
+        model, options = self._options(overrides)
         try:
+            context = await self._context(turn, model, options)
+            sent = context.describe(turn.history)
+            request = self._request(context, model, options, stream=False)
+            started = time.perf_counter()
             record = reply_from_completion(await self.client.chat.completions.create(**request))
         except BaseException as exc:
             await self._fail(turn, exc)
             raise
-        return self._settle(turn, await _write(turn.save_reply(record, latency_ms=ms_since(started))))
-
-    async def _fail(self, turn: Turn, exc: BaseException) -> None:
-        self._path = None
-        mark = turn.save_failure(exc)
-        if mark is not None:
-            await _write(mark)
+        return self._settle(await _write(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)))
 
     def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> AsyncReplyStream:
         """The reply's text as it arrives, for ``async for`` (see ``Chat.stream``).
@@ -131,9 +150,14 @@ class AsyncChat(ChatBase):
         self, message: Any, regenerate: bool, overrides: Mapping[str, Any], out: ReplySlot
     ) -> AsyncIterator[str]:
         turn = await self._turn(message, regenerate=regenerate)
-        request = self._request(turn, overrides, stream=True)
+        model, options = self._options(overrides)
         acc, started = ReplyAccumulator(), time.perf_counter()
+        sent: dict[str, Any] = {}
         try:
+            context = await self._context(turn, model, options)
+            sent = context.describe(turn.history)
+            request = self._request(context, model, options, stream=True)
+            started = time.perf_counter()
             async with await self.client.chat.completions.create(**request) as chunks:
                 async for chunk in chunks:
                     text = acc.feed(chunk)
@@ -141,12 +165,13 @@ class AsyncChat(ChatBase):
                         acc.metadata.setdefault("first_token_ms", round(ms_since(started), 3))
                         yield text
         except BaseException as exc:
-            await self._finish_stream(turn, acc, started, out, exc)
+            await self._finish_stream(turn, acc, started, sent, out, exc)
             raise
-        await self._finish_stream(turn, acc, started, out, None)
+        await self._finish_stream(turn, acc, started, sent, out, None)
 
     async def _finish_stream(
-        self, turn: Turn, acc: ReplyAccumulator, started: float, out: ReplySlot, exc: BaseException | None
+        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: ReplySlot,
+        exc: BaseException | None,
     ) -> None:
         if not acc.started:
             problem = exc or empty_stream_error(acc)
@@ -154,12 +179,11 @@ class AsyncChat(ChatBase):
             if exc is None:
                 raise problem
             return
-        out.reply = self._settle(turn, await _write(turn.save_reply(acc.finish(), latency_ms=ms_since(started))))
+        record = acc.finish()
+        out.reply = self._settle(await _write(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)))
         if exc is None and not acc.done:
             raise unfinished_stream_error(out.reply.message.id)
 
     async def add_tool_result(self, tool_call_id: str, content: Any) -> StoredMessage:
         """Store a tool's result (see ``Chat.add_tool_result``)."""
-        stored = await _write(lambda: self.conversation.append(tool_message(tool_call_id, content)))
-        self._path = None
-        return stored
+        return await _write(lambda: self.conversation.append(tool_message(tool_call_id, content)))

@@ -1,4 +1,4 @@
-"""``Turn``: what one turn sends and saves, decided once for the sync and async chats.
+"""``Turn``: what one turn saves, decided once for the sync and async chats.
 
 A turn never touches the store itself: it hands the shells callables (store
 operations) to run, directly in ``Chat`` and in a worker thread in
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..context.history import History
 from ..errors import ChatkeepError
 from ..messages import MessageDict, to_message_dict, user_message, validate_message
 from ..store.base import HEAD, StoredMessage
@@ -33,33 +34,35 @@ def as_message(message: str | Mapping[str, Any] | Any) -> MessageDict:
 
 
 class Turn:
-    """One turn over a conversation whose current branch is ``path``.
+    """One turn over a conversation whose current branch is ``history``.
 
     ``message`` is the new message to send (text or a message dict); ``None``
     sends the conversation as it is, which answers a head that is a user or
     tool message. ``regenerate`` answers the head's parent again when the head
-    is an assistant reply, starting a new branch.
+    is an assistant reply, starting a new branch. The turn keeps ``history`` in
+    step with what it saves.
     """
 
     def __init__(
         self,
         conversation: Conversation,
-        path: list[StoredMessage],
+        history: History,
         message: str | Mapping[str, Any] | None = None,
         *,
         regenerate: bool = False,
     ) -> None:
         self.conversation = conversation
-        self.history = list(path)
+        self.history = history
         self.new_message = None if message is None else as_message(message)
         self.prompt: StoredMessage | None = None
         self.reply_parent: str | None = HEAD
         if self.new_message is None:
             self._answer_existing(regenerate)
-        check_tool_results(self.messages)
+        check_tool_results(history.sendable, self.new_message)
 
     def _answer_existing(self, regenerate: bool) -> None:
-        head = self.history[-1] if self.history else None
+        items = self.history.items
+        head = items[-1] if items else None
         if head is None:
             raise ChatkeepError("the conversation is empty: send a message first")
         if head.role == "assistant":
@@ -69,17 +72,12 @@ class Turn:
                 )
             self.history.pop()
             self.reply_parent = head.parent_id
-            self.prompt = self.history[-1] if self.history else None
+            self.prompt = items[-1] if items else None
         else:
             self.prompt = head
 
-    @property
-    def messages(self) -> list[MessageDict]:
-        """The list sent as ``messages=``."""
-        sent = [stored.message for stored in self.history]
-        if self.new_message is not None and self.prompt is None:
-            sent.append(self.new_message)
-        return sent
+    def _counts(self, tokens: int) -> dict[str, int] | None:
+        return {self.history.key: tokens} if self.history.key else None
 
     # -- store operations, for the shells to run --------------------------------
 
@@ -88,24 +86,31 @@ class Turn:
         if self.new_message is None or self.prompt is not None:
             return None
         message = self.new_message
-        return lambda: self.conversation.append(message)
+        tokens = self.history.tokens_of(message)
 
-    def prompt_saved(self, stored: StoredMessage) -> None:
-        self.prompt = stored
-        self.history.append(stored)
+        def save() -> StoredMessage:
+            stored = self.conversation.append(message, token_counts=self._counts(tokens))
+            self.prompt = stored
+            self.history.append(stored, tokens)
+            return stored
 
-    def save_reply(self, record: ReplyRecord, *, latency_ms: float) -> Operation:
-        """Save the reply and clear an earlier failure mark on the message it answers."""
+        return save
+
+    def save_reply(self, record: ReplyRecord, *, latency_ms: float, sent: Mapping[str, Any] | None) -> Operation:
+        """Save the reply (with what was sent for it) and clear an earlier failure mark."""
         prompt, parent = self.prompt, self.reply_parent
+        tokens = self.history.tokens_of(record.message)
+        metadata = {**record.metadata, **({"context": dict(sent)} if sent else {})}
 
         def save() -> StoredMessage:
             stored = self.conversation.append(
                 record.message, parent_id=parent, model=record.model, usage=record.usage,
                 latency_ms=round(latency_ms, 3), finish_reason=record.finish_reason,
-                status=record.status, metadata=record.metadata,
+                status=record.status, metadata=metadata, token_counts=self._counts(tokens),
             )
             if prompt is not None and prompt.status == "error":
                 self.conversation.store.update_message(prompt.id, status="complete", error=None)
+            self.history.append(stored, tokens)
             return stored
 
         return save
@@ -118,8 +123,12 @@ class Turn:
         error = describe_error(exc)
         if isinstance(exc, _INTERRUPTIONS):
             error = f"interrupted before the reply started ({type(exc).__name__})"
-        return lambda: self.conversation.store.update_message(prompt_id, status="error", error=error)
 
-    def path_after(self, reply: StoredMessage) -> list[StoredMessage]:
-        """The branch once ``reply`` is saved, for the shell's cache."""
-        return [*self.history, reply]
+        def mark() -> StoredMessage:
+            updated = self.conversation.store.update_message(prompt_id, status="error", error=error)
+            index = self.history.index.get(prompt_id)
+            if index is not None:  # keep the cached branch in step with the store
+                self.history.items[index] = updated
+            return updated
+
+        return mark

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..context.history import History
+from ..context.policies import Context
 from ..store.base import StoredMessage
 from .base import ChatBase
 from .plan import Turn
@@ -66,18 +68,41 @@ class Chat(ChatBase):
 
     ``client`` is an ``openai.OpenAI`` (any ``base_url``); ``defaults`` are
     keyword arguments for ``chat.completions.create`` (temperature, tools, ...),
-    which each call's own keywords override.
+    which each call's own keywords override. See ``ChatBase`` for the context
+    settings (``context=``, ``context_window=``, ``budget=``, ``encoding=``).
     """
 
+    def _load(self) -> History:
+        history = self._cached_history(self.conversation.record.head_id)
+        if history is None:
+            history = self._adopt(self.conversation.history())
+            unsaved = self._unsaved_counts(history)
+            if unsaved:
+                self.conversation.store.save_token_counts(unsaved)
+            if self._wants_summaries():
+                found = self.conversation.store.find_messages(self.conversation.id, kind="summary")
+                self._adopt_summary(history, found)
+        return history
+
     def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
-        path = self._cached_path(self.conversation.record.head_id)
-        if path is None:
-            path = self._path = self.conversation.history()
-        turn = Turn(self.conversation, path, message, regenerate=regenerate)
+        turn = Turn(self.conversation, self._load(), message, regenerate=regenerate)
         save = turn.save_prompt()
         if save is not None:
-            turn.prompt_saved(save())
+            save()
         return turn
+
+    def _context(self, turn: Turn, model: str, options: Mapping[str, Any]) -> Context:
+        while True:
+            choice = self._select(turn.history, model, options)
+            if isinstance(choice, Context):
+                return choice
+            request = self._summary_request(choice, model)
+            self._save_summary(choice, reply_from_completion(self.client.chat.completions.create(**request)))()
+
+    def _fail(self, turn: Turn, exc: BaseException) -> None:
+        mark = turn.save_failure(exc)
+        if mark is not None:
+            mark()
 
     def send(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> Reply:
         """Save ``message``, ask the model, save and return its reply.
@@ -96,20 +121,17 @@ class Chat(ChatBase):
         return self._send(self._turn(None, regenerate=True), overrides)
 
     def _send(self, turn: Turn, overrides: Mapping[str, Any]) -> Reply:
-        request = self._request(turn, overrides, stream=False)
-        started = time.perf_counter()
+        model, options = self._options(overrides)
         try:
+            context = self._context(turn, model, options)
+            sent = context.describe(turn.history)
+            request = self._request(context, model, options, stream=False)
+            started = time.perf_counter()
             record = reply_from_completion(self.client.chat.completions.create(**request))
         except BaseException as exc:
             self._fail(turn, exc)
             raise
-        return self._settle(turn, turn.save_reply(record, latency_ms=ms_since(started))())
-
-    def _fail(self, turn: Turn, exc: BaseException) -> None:
-        self._path = None
-        mark = turn.save_failure(exc)
-        if mark is not None:
-            mark()
+        return self._settle(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)())
 
     def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> ReplyStream:
         """Save ``message`` now, then yield the reply's text as it arrives; the reply is saved when it ends.
@@ -124,11 +146,18 @@ class Chat(ChatBase):
         return self._stream(self._turn(None, regenerate=True), overrides)
 
     def _stream(self, turn: Turn, overrides: Mapping[str, Any]) -> ReplyStream:
+        model, options = self._options(overrides)
+        try:
+            context = self._context(turn, model, options)
+        except BaseException as exc:
+            self._fail(turn, exc)
+            raise
         out = ReplyStream()
-        out._events = self._events(turn, self._request(turn, overrides, stream=True), out._slot)
+        request = self._request(context, model, options, stream=True)
+        out._events = self._events(turn, request, context.describe(turn.history), out._slot)
         return out
 
-    def _events(self, turn: Turn, request: dict[str, Any], out: ReplySlot) -> Iterator[str]:
+    def _events(self, turn: Turn, request: dict[str, Any], sent: dict[str, Any], out: ReplySlot) -> Iterator[str]:
         acc, started = ReplyAccumulator(), time.perf_counter()
         try:
             with self.client.chat.completions.create(**request) as chunks:
@@ -138,12 +167,13 @@ class Chat(ChatBase):
                         acc.metadata.setdefault("first_token_ms", round(ms_since(started), 3))
                         yield text
         except BaseException as exc:
-            self._finish_stream(turn, acc, started, out, exc)
+            self._finish_stream(turn, acc, started, sent, out, exc)
             raise
-        self._finish_stream(turn, acc, started, out, None)
+        self._finish_stream(turn, acc, started, sent, out, None)
 
     def _finish_stream(
-        self, turn: Turn, acc: ReplyAccumulator, started: float, out: ReplySlot, exc: BaseException | None
+        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: ReplySlot,
+        exc: BaseException | None,
     ) -> None:
         if not acc.started:
             problem = exc or empty_stream_error(acc)
@@ -151,7 +181,7 @@ class Chat(ChatBase):
             if exc is None:
                 raise problem
             return
-        out.reply = self._settle(turn, turn.save_reply(acc.finish(), latency_ms=ms_since(started))())
+        out.reply = self._settle(turn.save_reply(acc.finish(), latency_ms=ms_since(started), sent=sent)())
         if exc is None and not acc.done:
             raise unfinished_stream_error(out.reply.message.id)
 
@@ -160,6 +190,4 @@ class Chat(ChatBase):
 
         ``content`` is a string, content parts, or anything JSON can write (sent as JSON text).
         """
-        stored = self.conversation.append(tool_message(tool_call_id, content))
-        self._path = None
-        return stored
+        return self.conversation.append(tool_message(tool_call_id, content))

@@ -24,6 +24,7 @@ __all__ = [
     "ReplyRecord",
     "build_request",
     "check_tool_results",
+    "pending_tool_calls",
     "describe_error",
     "empty_stream_error",
     "ms_since",
@@ -97,17 +98,30 @@ def build_request(
     return request
 
 
-def check_tool_results(messages: Sequence[MessageDict]) -> None:
-    """Raise ``PendingToolCalls`` when an assistant tool call has no tool result after it."""
-    pending: list[str] = []
-    for message in messages:
+def pending_tool_calls(messages: Sequence[MessageDict]) -> list[str]:
+    """Ids of the newest assistant message's tool calls that have no tool result after it.
+
+    Reads back from the end only as far as that assistant message, so the cost
+    does not grow with the conversation.
+    """
+    answered: set[Any] = set()
+    for message in reversed(messages):
         role = message.get("role")
+        if role == "tool":
+            answered.add(message.get("tool_call_id"))
+            continue
         if role == "assistant":
-            pending = [c["id"] for c in message.get("tool_calls") or () if isinstance(c, Mapping)]
-        elif role == "tool" and message.get("tool_call_id") in pending:
-            pending.remove(message["tool_call_id"])
-        elif pending:
-            break
+            calls = [c.get("id") for c in message.get("tool_calls") or () if isinstance(c, Mapping)]
+            return [str(c) for c in calls if c not in answered]
+        return []
+    return []
+
+
+def check_tool_results(messages: Sequence[MessageDict], new: MessageDict | None = None) -> None:
+    """Raise ``PendingToolCalls`` when sending ``messages`` (and ``new``) would leave a tool call unanswered."""
+    pending = pending_tool_calls(messages)
+    if new is not None and new.get("role") == "tool" and new.get("tool_call_id") in pending:
+        pending.remove(new["tool_call_id"])
     if pending:
         raise PendingToolCalls(pending)
 

@@ -26,8 +26,9 @@ __all__ = [
 MessageStatus = Literal["complete", "incomplete", "error"]
 STATUSES: frozenset[str] = frozenset(("complete", "incomplete", "error"))
 
-#: A Chat Completions message, or (later) a Responses API item.
-MessageKind = Literal["chat", "response_item"]
+#: A Chat Completions message, a summary standing for older messages (kept off
+#: the branch), or (later) a Responses API item.
+MessageKind = Literal["chat", "summary", "response_item"]
 
 #: Sentinel meaning "append after the conversation's current head".
 HEAD = "@head"
@@ -210,6 +211,14 @@ class Store(Protocol):
 
         With ``last=K`` only the final K, read in O(K).
         """
+        ...
+
+    def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
+        """Every message of one kind in a conversation, oldest first (summaries, say)."""
+        ...
+
+    def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Store token counts for many messages at once: ``{message_id: {encoding: n}}``."""
         ...
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:

@@ -250,6 +250,15 @@ class JSONFileStore(ConversationAccess):
         start = 0 if last is None else max(0, end - max(last, 0))
         return [self._stored(messages, i) for i in range(start, end)]
 
+    def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
+        """Only chat messages live in the tutorial's file."""
+        self._check_id(conversation_id)
+        messages = self.read()
+        return [self._stored(messages, i) for i in range(len(messages))] if kind == "chat" else []
+
+    def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Accepted and dropped: the format has no place for counts."""
+
     def set_head(self, conversation_id: str, message_id: str | None) -> None:
         self._check_id(conversation_id)
         messages = self.read()

@@ -286,7 +286,7 @@ class SQLiteStore(ConversationAccess):
     ) -> StoredMessage:
         """Validate and store one message in its own transaction, then return it."""
         check_status(status)
-        body = validate_message(message) if kind == "chat" else dict(message)
+        body = validate_message(message) if kind in ("chat", "summary") else dict(message)
         message_id, now = new_id(), utcnow()
         with self._write() as db:
             head = self._require_conversation(db, conversation_id)
@@ -392,6 +392,24 @@ class SQLiteStore(ConversationAccess):
                 {"head": head_id, "last": last},
             ).fetchall()
         return [_message_from_row(row) for row in rows]
+
+    def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND kind = ? ORDER BY seq",
+            (conversation_id, kind),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        if not counts:
+            return
+        with self._write() as db:
+            for message_id, per_encoding in counts.items():
+                row = db.execute("SELECT token_counts FROM messages WHERE id = ?", (message_id,)).fetchone()
+                if row is None:
+                    raise MessageNotFound(message_id)
+                merged = {**(_loads(row[0]) or {}), **per_encoding}
+                db.execute("UPDATE messages SET token_counts = ? WHERE id = ?", (dumps(merged), message_id))
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:
         with self._write() as db:

@@ -66,7 +66,12 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_kind_index(db: sqlite3.Connection) -> None:
+    """Find a conversation's summaries without scanning its messages."""
+    _run(db, "CREATE INDEX messages_kind ON messages(conversation_id, kind) WHERE kind != 'chat'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_kind_index]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
