@@ -55,7 +55,9 @@ _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, meta
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)  # most metadata is empty: skip the parser
 
 
 def _message_from_row(row: tuple[Any, ...]) -> StoredMessage:
