@@ -7,12 +7,12 @@ reply. chatkeep saves the user message before the call and the reply after it,
 to SQLite with its default durability (WAL, synchronous=NORMAL: no fsync per
 commit). Measured: the whole ``send`` turn; for streams, the time to the first
 text delta (from just before ``chat.stream(...)``, so the user message save is
-included) and the whole turn (the reply save included). The target is a
-chatkeep/SDK ratio of medians of at most 1.05.
+included) and the whole turn (the reply save included). Target: a chatkeep/SDK
+ratio of medians of at most 1.05.
 
-Each system has its own client and its own growing conversations; turn i of one
-runs right next to turn i of the other, in alternating order, so machine noise
-hits both alike.
+Each system has its own client and its own growing conversations on the same
+server; turn i of one runs right next to turn i of the other, the first one
+alternating, so machine noise hits both alike.
 
 Run: .venv/bin/python benchmarks/turn.py [--turns 200] [--latency-ms 20] [--no-async]
 """
@@ -25,14 +25,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakeopenai import FakeOpenAI, text  # noqa: E402
 
-from chatkeep import AsyncChat, Chat, open_store  # noqa: E402
+from chatkeep import AsyncChat, Chat, Conversation, open_store  # noqa: E402
 
 MODEL = "gpt-4o"
 REPLY = (
@@ -45,11 +45,11 @@ TARGET = 1.05
 # late turns dilute chatkeep's fixed cost; the early turns show the strict case.
 EARLY = 20
 WORKLOADS = ("send", "stream: first delta", "stream: whole turn")
+STREAM: dict[str, Any] = {"model": MODEL, "stream": True, "stream_options": {"include_usage": True}}
 Sample = tuple[float, float, float]  # milliseconds, one per workload
 Step = Callable[[int], Awaitable[Sample]]
 Times = dict[str, list[float]]  # row name -> milliseconds, one per measured turn
 Msgs = list[dict[str, Any]]
-STREAM: dict[str, Any] = {"model": MODEL, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def prompt(i: int) -> str:
@@ -65,7 +65,6 @@ def content(chunk: Any) -> str | None:
 
 
 def bare_turn(client: Any, sent: Msgs, streamed: Msgs, i: int) -> Sample:
-    """What a user writes without chatkeep: a list, the call, append the reply."""
     t0 = time.perf_counter()
     sent.append({"role": "user", "content": prompt(i)})
     response = client.chat.completions.create(model=MODEL, messages=sent)
@@ -117,9 +116,9 @@ async def akeep_turn(send_chat: AsyncChat, stream_chat: AsyncChat, i: int) -> Sa
     return send, first, ms(t0)
 
 
-async def interleave(server: FakeOpenAI, bare: Step, keep: Step, turns: int, warmup: int,
-                     label: str) -> tuple[Times, Times]:
-    """Turn i of both systems back to back, the first one alternating."""
+async def interleave(
+    server: FakeOpenAI, bare: Step, keep: Step, turns: int, warmup: int, label: str
+) -> tuple[Times, Times]:
     times: tuple[Times, Times] = ({}, {})
     steps = [(times[0], bare), (times[1], keep)]
     for i in range(warmup + turns):
@@ -135,62 +134,62 @@ async def interleave(server: FakeOpenAI, bare: Step, keep: Step, turns: int, war
     return times
 
 
-async def run(server: FakeOpenAI, store: Any, turns: int, warmup: int, asynchronous: bool) -> tuple[Times, Times, list[str]]:
-    bare_msgs: tuple[Msgs, Msgs] = ([], [])  # send, stream
+async def run(server: FakeOpenAI, store: Any, turns: int, warmup: int, aio: bool) -> list[Any]:
+    sdk_lists: tuple[Msgs, Msgs] = ([], [])  # the send and the stream conversations
     convs = (store.new_conversation(title="send"), store.new_conversation(title="stream"))
-    label = "async" if asynchronous else "sync"
-    if asynchronous:
-        async with server.async_client() as bare_client, server.async_client() as keep_client:
+    label = "async" if aio else "sync"
+    if aio:
+        async with server.async_client() as sdk, server.async_client() as keep_client:
             achats = [AsyncChat(conv, keep_client, model=MODEL) for conv in convs]
             bare, keep = await interleave(
-                server, lambda i: abare_turn(bare_client, *bare_msgs, i), lambda i: akeep_turn(*achats, i),
+                server, lambda i: abare_turn(sdk, *sdk_lists, i), lambda i: akeep_turn(*achats, i),
                 turns, warmup, label)
     else:
-        sync_bare, sync_keep = server.client(), server.client()
-        chats = [Chat(conv, sync_keep, model=MODEL) for conv in convs]
+        sync_sdk, chats = server.client(), [Chat(c, server.client(), model=MODEL) for c in convs]
 
         async def bare_step(i: int) -> Sample:  # a coroutine only to share the driver
-            return bare_turn(sync_bare, *bare_msgs, i)
+            return bare_turn(sync_sdk, *sdk_lists, i)
 
         async def keep_step(i: int) -> Sample:
             return keep_turn(*chats, i)
 
         bare, keep = await interleave(server, bare_step, keep_step, turns, warmup, label)
-    return bare, keep, check(convs, bare_msgs, warmup + turns, label)
+    return [bare, keep, check(convs, sdk_lists, warmup + turns, label)]
 
 
-def check(convs: Iterable[Any], bare_msgs: Iterable[Msgs], total: int, label: str) -> list[str]:
+def check(convs: tuple[Conversation, ...], lists: tuple[Msgs, ...], total: int, label: str
+          ) -> list[str]:
     """Nothing lost: each chatkeep conversation holds every turn, equal to the SDK's list."""
     lines = []
-    for conv, msgs in zip(convs, bare_msgs):
-        stored, same = len(conv), [m["content"] for m in conv.messages] == [m["content"] for m in msgs]
-        ok = stored == 2 * total and same
-        lines.append(f"{label} {conv.record.title}: {stored} messages stored, expected {2 * total}, "
-                     f"same contents as the SDK's list: {same} -> {'OK' if ok else 'LOST MESSAGES'}")
+    for conv, msgs in zip(convs, lists):
+        stored = len(conv)
+        same = [m["content"] for m in conv.messages] == [m["content"] for m in msgs]
+        verdict = "OK" if stored == 2 * total and same else "LOST MESSAGES"
+        lines.append(f"{label} {conv.title}: {stored} messages stored (expected {2 * total}), "
+                     f"same contents as the SDK's list: {same} -> {verdict}")
     return lines
-
-
-def p90(values: list[float]) -> float:
-    return statistics.quantiles(values, n=10)[-1]
 
 
 def print_table(bare: Times, keep: Times) -> None:
     header = ["workload", "bare SDK median (ms)", "chatkeep median (ms)", "ratio chatkeep/SDK",
-              f"target (<= {TARGET})", "median paired diff (ms)", "bare p90", "chatkeep p90",
+              f"target (<= {TARGET})", "median paired diff (ms)", "p90 SDK / chatkeep (ms)",
               f"ratio, first {EARLY} turns"]
-    rows = []
+    rows = [header]
     for name, b in bare.items():
-        k = keep[name]
-        ratio = statistics.median(k) / statistics.median(b)
-        diff = statistics.median(x - y for x, y in zip(k, b))  # same turn index: same history size
-        rows.append([name, f"{statistics.median(b):.2f}", f"{statistics.median(k):.2f}", f"{ratio:.3f}",
-                     "pass" if ratio <= TARGET else "FAIL", f"{diff:+.2f}", f"{p90(b):.2f}", f"{p90(k):.2f}",
-                     f"{statistics.median(k[:EARLY]) / statistics.median(b[:EARLY]):.3f}"])
-    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
+        k, med = keep[name], statistics.median
+        ratio = med(k) / med(b)
+        p90 = [statistics.quantiles(v, n=10)[-1] for v in (b, k)]
+        rows.append([
+            name, f"{med(b):.2f}", f"{med(k):.2f}", f"{ratio:.3f}",
+            "pass" if ratio <= TARGET else "FAIL",
+            f"{med(x - y for x, y in zip(k, b)):+.2f}",  # same turn: same history size
+            f"{p90[0]:.2f} / {p90[1]:.2f}", f"{med(k[:EARLY]) / med(b[:EARLY]):.3f}",
+        ])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    for n, row in enumerate(rows):
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if n == 0:
+            print("-|-".join("-" * w for w in widths))
 
 
 def main() -> None:
@@ -200,18 +199,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-async", action="store_true", help="skip the AsyncChat rows")
     args = parser.parse_args()
-    # No chunk_delay: the deltas arrive as fast as the loopback carries them, so
-    # the stream rows show chatkeep's own per-chunk cost, not the server's pacing.
+    # No chunk_delay: deltas arrive as fast as the loopback carries them, so the
+    # stream rows show chatkeep's own per-chunk cost, not the server's pacing.
     reply = text(REPLY, chunk_size=16)
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(default=reply, latency=args.latency_ms / 1000) as server:
-        with open_store(Path(tmp) / "bench.db") as store:
-            bare, keep, checks = {}, {}, []
-            for asynchronous in (False,) if args.no_async else (False, True):
-                b, k, c = asyncio.run(run(server, store, args.turns, args.warmup, asynchronous))
-                bare, keep, checks = {**bare, **b}, {**keep, **k}, checks + c
-    print(f"{args.turns} turns per row (after {args.warmup} warm-up turns), loopback server answering after "
-          f"{args.latency_ms:g} ms; reply {len(REPLY.split())} words, streamed in 16-character deltas")
-    print("chatkeep store: SQLite, WAL, synchronous=NORMAL (default durability; no fsync per commit)")
+    bare: Times = {}
+    keep: Times = {}
+    checks: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            FakeOpenAI(default=reply, latency=args.latency_ms / 1000) as server, \
+            open_store(Path(tmp) / "bench.db") as store:
+        for aio in (False,) if args.no_async else (False, True):
+            b, k, c = asyncio.run(run(server, store, args.turns, args.warmup, aio))
+            bare, keep, checks = {**bare, **b}, {**keep, **k}, checks + c
+    print(f"{args.turns} turns per row (+{args.warmup} warm-up); loopback server answering after "
+          f"{args.latency_ms:g} ms; reply of {len(REPLY.split())} words in 16-character deltas")
+    print("chatkeep store: SQLite, WAL, synchronous=NORMAL (the default: no fsync per commit)")
     print()
     print_table(bare, keep)
     print()

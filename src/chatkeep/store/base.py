@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ulid import ULID
 
 from ..errors import StoreError
 from ..messages import MessageDict, message_text
+
+if TYPE_CHECKING:
+    from .bulk import ImportConversation, ImportSummary
+    from .search import SearchHit
 
 __all__ = [
     "ConversationRecord",
@@ -219,6 +223,19 @@ class Store(Protocol):
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         """Store token counts for many messages at once: ``{message_id: {encoding: n}}``."""
+        ...
+
+    def import_conversations(
+        self, conversations: Iterable[ImportConversation], *, progress: Callable[[ImportSummary], None] | None = None
+    ) -> ImportSummary:
+        """Import whole conversations in one transaction (all or nothing), skipping known source keys."""
+        ...
+
+    def search(
+        self, query: str, *, conversation_id: str | None = None, role: str | None = None,
+        limit: int = 20, offset: int = 0, **filters: Any,
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, best first; ``filters`` may add model, since, until, owner."""
         ...
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:

@@ -105,3 +105,33 @@ class ConversationAccess:
         """Create a conversation (with a generated id unless one is given) and open it."""
         record = self.create_conversation(conversation_id, title=title, owner=owner, metadata=metadata)
         return Conversation(self, record.id)
+
+    def fork(
+        self: Store,
+        conversation_id: str,
+        *,
+        at: str | None = None,
+        new_id: str | None = None,
+        title: str | None = None,
+    ) -> Conversation:
+        """Copy the branch from the root to ``at`` (default: the head) into a new conversation."""
+        from .bulk import ImportConversation, ImportMessage
+
+        source = self.get_conversation(conversation_id)
+        path = self.path(conversation_id, head_id=at)
+        messages, parent = [], None
+        for index, stored in enumerate(path):
+            key = f"fork:{index}"
+            messages.append(ImportMessage(
+                stored.message, key=key, parent_key=parent, created_at=stored.created_at, model=stored.model,
+                status=stored.status, usage=stored.usage, finish_reason=stored.finish_reason,
+                metadata={**stored.metadata, "forked_from": stored.id},
+            ))
+            parent = key
+        item = ImportConversation(
+            messages, id=new_id, title=title or (f"{source.title} (fork)" if source.title else None),
+            owner=source.owner, metadata={**source.metadata, "forked_from": {"conversation": conversation_id,
+                                                                              "message": path[-1].id if path else None}},
+        )
+        summary = self.import_conversations([item])
+        return Conversation(self, summary.conversation_ids[0])

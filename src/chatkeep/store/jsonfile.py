@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConversationNotFound, FormatError, MessageError, MessageNotFound, StoreError
-from ..messages import MessageDict, validate_message, validate_messages
+from ..messages import MessageDict, message_text, validate_message, validate_messages
 from .base import HEAD, ConversationRecord, MessageKind, MessageStatus, StoredMessage, check_status
+from .bulk import ImportConversation, ImportSummary
 from .conversation import ConversationAccess
+from .search import SearchHit, parse_query
 from .files import ensure_private_dir
 
 __all__ = ["JSONFileStore"]
@@ -258,6 +260,44 @@ class JSONFileStore(ConversationAccess):
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         """Accepted and dropped: the format has no place for counts."""
+
+    def import_conversations(
+        self, conversations: Iterable[ImportConversation], *, progress: Callable[[ImportSummary], None] | None = None
+    ) -> ImportSummary:
+        """Append one single-branch conversation's messages to the file, in one atomic write."""
+        items = list(conversations)
+        if len(items) != 1:
+            raise StoreError(f"{self.file} holds one conversation; this import has {len(items)}")
+        messages = list(self.read())
+        previous = None
+        for number, imported in enumerate(items[0].messages):
+            if imported.parent_key != previous and number:
+                raise StoreError(f"{self.file}: the tutorial's JSON format has one branch; this import has several")
+            previous = imported.key
+            messages.append(validate_message(imported.message, field=f"message {imported.key or number}"))
+        self._write(messages)
+        summary = ImportSummary(messages_added=len(items[0].messages), conversation_ids=[self.conversation_id],
+                                conversations_updated=1)
+        if progress is not None:
+            progress(summary)
+        return summary
+
+    def search(self, query: str, *, conversation_id: str | None = None, role: str | None = None,
+               limit: int = 20, offset: int = 0, **filters: Any) -> list[SearchHit]:
+        """Messages containing every word of ``query`` (a linear scan: the file is one conversation)."""
+        terms = parse_query(query)
+        words = [w.lower() for w in (*terms.required, *terms.prefixes)]
+        if not words or conversation_id not in (None, self.conversation_id):
+            return []
+        messages = self.read()
+        hits = []
+        for index, message in enumerate(messages):
+            text = message_text(message)
+            if role is not None and message.get("role") != role:
+                continue
+            if all(w in text.lower() for w in words) and not any(x.lower() in text.lower() for x in terms.excluded):
+                hits.append(SearchHit(self._stored(messages, index), None, text[:200], 0.0))
+        return list(reversed(hits))[offset:offset + limit]
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:
         self._check_id(conversation_id)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +41,10 @@ from .base import (
     utcnow,
 )
 from .conversation import ConversationAccess
+from .bulk import ImportConversation, ImportSummary
 from .files import touch_private_file
+from .search import SearchHit
+from .sqlite_bulk import import_into, search_in
 from .sqlite_schema import migrate
 
 __all__ = ["SQLiteStore"]
@@ -52,6 +56,7 @@ _MESSAGE_COLUMNS = (
     "latency_ms, finish_reason, error, token_counts, metadata"
 )
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
+_PREFIXED_MESSAGE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
 
 
 def _loads(text: str | None) -> Any:
@@ -412,6 +417,38 @@ class SQLiteStore(ConversationAccess):
                     raise MessageNotFound(message_id)
                 merged = {**(_loads(row[0]) or {}), **per_encoding}
                 db.execute("UPDATE messages SET token_counts = ? WHERE id = ?", (dumps(merged), message_id))
+
+    def import_conversations(
+        self, conversations: Iterable[ImportConversation], *, progress: Callable[[ImportSummary], None] | None = None
+    ) -> ImportSummary:
+        """Import whole conversations in one transaction: all of them, or (on any error) none.
+
+        Conversations and messages with source keys seen before are skipped, so
+        importing the same file twice adds nothing.
+        """
+        with self._write() as db:
+            return import_into(db, conversations, progress)
+
+    def search(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        role: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, best first; any text is a valid query."""
+        with self._lock:
+            return search_in(
+                self._db, query, columns=_PREFIXED_MESSAGE_COLUMNS, to_message=_message_from_row,
+                conversation_id=conversation_id, role=role, model=model, since=since, until=until,
+                owner=owner, limit=limit, offset=offset,
+            )
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:
         with self._write() as db:

@@ -16,9 +16,10 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
 def _run(db: sqlite3.Connection, script: str) -> None:
     # Not executescript(): it commits first, which would split the migration's transaction.
+    # Statements end with ";"; inside a trigger body they end with "%" instead.
     for statement in script.split(";"):
         if statement.strip():
-            db.execute(statement)
+            db.execute(statement.replace("%", ";"))
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -71,7 +72,48 @@ def m002_kind_index(db: sqlite3.Connection) -> None:
     _run(db, "CREATE INDEX messages_kind ON messages(conversation_id, kind) WHERE kind != 'chat'")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_kind_index]
+def m003_source_keys(db: sqlite3.Connection) -> None:
+    """Remember imported conversations' and messages' own ids, so a second import adds nothing."""
+    _run(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN source_key TEXT;
+        CREATE UNIQUE INDEX conversations_source ON conversations(source_key) WHERE source_key IS NOT NULL;
+        ALTER TABLE messages ADD COLUMN source_key TEXT;
+        CREATE UNIQUE INDEX messages_source ON messages(conversation_id, source_key) WHERE source_key IS NOT NULL
+        """,
+    )
+
+
+def m004_full_text_search(db: sqlite3.Connection) -> None:
+    """An FTS5 index over every message's text, kept in step by triggers."""
+    _run(
+        db,
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            text, content='messages', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, text) VALUES (new.seq, new.text)%
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.seq, old.text)%
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.seq, old.text)%
+            INSERT INTO messages_fts(rowid, text) VALUES (new.seq, new.text)%
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial,
+    m002_kind_index,
+    m003_source_keys,
+    m004_full_text_search,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
