@@ -12,13 +12,14 @@ from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, conte
 from ..errors import ChatkeepError
 from ..store.base import StoredMessage
 from ..store.conversation import Conversation
+from .plan import Turn
 from .turn import Reply, ReplyRecord, build_request, reply_of
 
 __all__ = ["ChatBase"]
 
 
 class ChatBase:
-    """Settings and non-I/O steps of a chat; ``Chat`` and ``AsyncChat`` add the calls.
+    """Settings and shared steps of a chat; ``Chat`` and ``AsyncChat`` add the model calls.
 
     ``context`` is the context policy (``KeepAll()`` by default); the budget is
     ``budget`` when given, else the model's context window (``context_window``
@@ -110,6 +111,29 @@ class ChatBase:
             if summary.metadata.get("summary", {}).get("to") in history.index:
                 self._summary = summary
                 return
+
+    def _load(self) -> History:
+        history = self._cached_history(self.conversation.record.head_id)
+        if history is None:
+            history = self._adopt(self.conversation.history())
+            unsaved = self._unsaved_counts(history)
+            if unsaved:
+                self.conversation.store.save_token_counts(unsaved)
+            if self._wants_summaries():
+                found = self.conversation.store.find_messages(self.conversation.id, kind="summary")
+                self._adopt_summary(history, found)
+        return history
+
+    def _prepare(self, message: Any, *, regenerate: bool = False) -> Turn:
+        """Read the branch (cached while the head has not moved), plan the turn, save the new message.
+
+        Blocking: ``AsyncChat`` runs it in one worker-thread call.
+        """
+        turn = Turn(self.conversation, self._load(), message, regenerate=regenerate)
+        save = turn.save_prompt()
+        if save is not None:
+            save()
+        return turn
 
     # -- the request and its context ------------------------------------------------
 

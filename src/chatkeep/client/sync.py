@@ -6,7 +6,6 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..context.history import History
 from ..context.policies import Context
 from ..store.base import StoredMessage
 from .base import ChatBase
@@ -72,25 +71,6 @@ class Chat(ChatBase):
     settings (``context=``, ``context_window=``, ``budget=``, ``encoding=``).
     """
 
-    def _load(self) -> History:
-        history = self._cached_history(self.conversation.record.head_id)
-        if history is None:
-            history = self._adopt(self.conversation.history())
-            unsaved = self._unsaved_counts(history)
-            if unsaved:
-                self.conversation.store.save_token_counts(unsaved)
-            if self._wants_summaries():
-                found = self.conversation.store.find_messages(self.conversation.id, kind="summary")
-                self._adopt_summary(history, found)
-        return history
-
-    def _turn(self, message: Any, *, regenerate: bool = False) -> Turn:
-        turn = Turn(self.conversation, self._load(), message, regenerate=regenerate)
-        save = turn.save_prompt()
-        if save is not None:
-            save()
-        return turn
-
     def _context(self, turn: Turn, model: str, options: Mapping[str, Any]) -> Context:
         while True:
             choice = self._select(turn.history, model, options)
@@ -111,14 +91,14 @@ class Chat(ChatBase):
         results, say). When the call fails, the message stays saved and marked
         unanswered, and the SDK's exception is raised unchanged.
         """
-        return self._send(self._turn(message), overrides)
+        return self._send(self._prepare(message), overrides)
 
     def retry(self, **overrides: Any) -> Reply:
         """Answer the last message again: re-send an unanswered turn, or regenerate the reply.
 
         A regenerated reply starts a new branch; the old one stays in the store.
         """
-        return self._send(self._turn(None, regenerate=True), overrides)
+        return self._send(self._prepare(None, regenerate=True), overrides)
 
     def _send(self, turn: Turn, overrides: Mapping[str, Any]) -> Reply:
         model, options = self._options(overrides)
@@ -139,11 +119,11 @@ class Chat(ChatBase):
         A stream cut short (dropped connection, an exception, ``close()``,
         Ctrl-C) saves what arrived, marked ``incomplete``.
         """
-        return self._stream(self._turn(message), overrides)
+        return self._stream(self._prepare(message), overrides)
 
     def retry_stream(self, **overrides: Any) -> ReplyStream:
         """``retry()``, streamed."""
-        return self._stream(self._turn(None, regenerate=True), overrides)
+        return self._stream(self._prepare(None, regenerate=True), overrides)
 
     def _stream(self, turn: Turn, overrides: Mapping[str, Any]) -> ReplyStream:
         model, options = self._options(overrides)

@@ -66,6 +66,23 @@ class Conversation:
         """Move the head to one of this conversation's messages (a branch switch or undo)."""
         self.store.set_head(self.id, message_id)
 
+    def undo(self) -> StoredMessage | None:
+        """Step the head back one turn, to just before the last user message; return the new head.
+
+        Nothing is deleted: the undone turn stays in the store as a branch.
+        """
+        size = 16
+        while True:
+            tail = self.store.path(self.id, last=size)
+            for index in range(len(tail) - 1, -1, -1):
+                if tail[index].role == "user":
+                    parent = tail[index].parent_id
+                    self.store.set_head(self.id, parent)
+                    return tail[index - 1] if index > 0 else (self.store.get_message(parent) if parent else None)
+            if len(tail) < size:  # the whole branch holds no user message: nothing to undo
+                return tail[-1] if tail else None
+            size *= 4
+
     def delete(self) -> None:
         """Delete the conversation and all its messages."""
         self.store.delete_conversation(self.id)

@@ -450,6 +450,18 @@ class SQLiteStore(ConversationAccess):
                 owner=owner, limit=limit, offset=offset,
             )
 
+    def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Replies and prompt/completion tokens by model, over one conversation or the store."""
+        where = "role = 'assistant' AND kind = 'chat'" + (" AND conversation_id = ?" if conversation_id else "")
+        rows = self._all(
+            "SELECT coalesce(model, 'unknown'), count(*),"
+            " coalesce(sum(json_extract(usage, '$.prompt_tokens')), 0),"
+            f" coalesce(sum(json_extract(usage, '$.completion_tokens')), 0) FROM messages WHERE {where}"
+            " GROUP BY 1 ORDER BY 1",
+            (conversation_id,) if conversation_id else (),
+        )
+        return {r[0]: {"replies": r[1], "prompt_tokens": r[2], "completion_tokens": r[3]} for r in rows}
+
     def set_head(self, conversation_id: str, message_id: str | None) -> None:
         with self._write() as db:
             self._require_conversation(db, conversation_id)

@@ -1,0 +1,36 @@
+"""The ``chatkeep`` command line: a thin shell over the library.
+
+Every command takes ``--db`` (a path or URL; default ``$CHATKEEP_DB``, then
+``chatkeep.db`` in the user data directory).
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+__all__ = ["main"]
+
+EPILOG = """Exit codes: 0 success, 1 error (bad input, not found, store),
+2 usage error, 3 the model call failed (your message is kept),
+130 interrupted."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EPILOG)
+@click.version_option(__version__, prog_name="chatkeep")
+def main() -> None:
+    """Keep OpenAI chat conversations: saved every turn, resumable, searchable."""
+
+
+def _register() -> None:
+    from .chat import chat
+    from .commands import fork, list_, path, rename, rm, search, show, stats
+    from .transfer import export, import_
+
+    for command in (chat, list_, show, search, export, import_, fork, rename, rm, stats, path):
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,240 @@
+"""The commands that read and arrange conversations: list, show, search, fork, rename, rm, stats, path."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from ..messages import message_text
+from ..store.base import ConversationRecord, Store, StoredMessage
+from .common import db_option, json_option, open_db
+from .errors import fail, handle_errors
+from .output import Output, short_time
+
+__all__ = ["fork", "list_", "path", "rename", "rm", "search", "show", "stats"]
+
+
+def _conversation_row(store: Store, record: ConversationRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "title": record.title, "messages": store.count_messages(record.id),
+        "created_at": record.created_at, "updated_at": record.updated_at, "owner": record.owner,
+    }
+
+
+@click.command("list")
+@click.option("-n", "--count", default=20, show_default=True, help="How many conversations to list.")
+@click.option("-q", "--filter", "title", metavar="TEXT", help="Only conversations whose title contains TEXT.")
+@click.option("--owner", help="Only conversations of this owner.")
+@db_option
+@json_option
+@handle_errors
+def list_(count: int, title: str | None, owner: str | None, db: str | None, as_json: bool) -> None:
+    """List conversations, most recently updated first."""
+    store = open_db(db)
+    rows = [_conversation_row(store, r) for r in store.list_conversations(limit=count, title_contains=title, owner=owner)]
+    out = Output()
+    if as_json:
+        out.json(rows)
+        return
+    if not rows and out.fancy:
+        out.line("No conversations yet: start one with chatkeep chat", style="dim")
+    out.table(
+        ["id", "title", "messages", "updated"],
+        [[r["id"], r["title"] or "", str(r["messages"]), short_time(r["updated_at"])] for r in rows],
+    )
+
+
+def _message_json(stored: StoredMessage) -> dict[str, Any]:
+    return {
+        "id": stored.id, "parent_id": stored.parent_id, "created_at": stored.created_at, "status": stored.status,
+        "model": stored.model, "usage": stored.usage, "finish_reason": stored.finish_reason,
+        "message": stored.message,
+    }
+
+
+def _heading(stored: StoredMessage) -> str:
+    parts = [stored.role]
+    if stored.model:
+        parts.append(stored.model)
+    if stored.status != "complete":
+        parts.append(f"[{stored.status}{': ' + stored.error if stored.error else ''}]")
+    return f"## {' · '.join(parts)}  ({short_time(stored.created_at)}, {stored.id})"
+
+
+def _print_branch(out: Output, messages: list[StoredMessage]) -> None:
+    for stored in messages:
+        out.line(_heading(stored), style="bold cyan")
+        out.markdown(message_text(stored.message) or "(no text)")
+        out.line()
+
+
+def _print_tree(out: Output, messages: list[StoredMessage], head_path: set[str]) -> None:
+    children: dict[str | None, list[StoredMessage]] = defaultdict(list)
+    for stored in messages:
+        children[stored.parent_id].append(stored)
+    stack = [(root, 0) for root in reversed(children[None])]
+    while stack:  # depth-first without recursion: branches can be thousands of messages deep
+        stored, depth = stack.pop()
+        mark = "*" if stored.id in head_path else " "
+        text = message_text(stored.message).replace("\n", " ")
+        out.line(f"{'  ' * depth}{mark} {stored.id} {stored.role}: {text[:70]}",
+                 style="bold" if stored.id in head_path else None)
+        siblings = children[stored.id]
+        step = 1 if len(siblings) > 1 else 0  # a single child continues the same column
+        stack.extend((child, depth + step) for child in reversed(siblings))
+
+
+@click.command()
+@click.argument("conversation_id")
+@click.option("--tree", is_flag=True, help="Show every branch as a tree (* marks the current one).")
+@db_option
+@json_option
+@handle_errors
+def show(conversation_id: str, tree: bool, db: str | None, as_json: bool) -> None:
+    """Show a conversation's current branch (or all its branches)."""
+    store = open_db(db)
+    record = store.get_conversation(conversation_id)
+    branch = store.path(conversation_id)
+    out = Output()
+    if as_json:
+        out.json({**_conversation_row(store, record), "messages": [_message_json(m) for m in branch]})
+        return
+    out.line(f"# {record.title or record.id}", style="bold")
+    out.line(f"{record.id} · {len(branch)} messages on this branch · updated {short_time(record.updated_at)}",
+             style="dim")
+    out.line()
+    if tree:
+        _print_tree(out, store.find_messages(conversation_id, kind="chat"), {m.id for m in branch})
+    else:
+        _print_branch(out, branch)
+
+
+@click.command()
+@click.argument("query")
+@click.option("-c", "--conversation", "conversation_id", metavar="ID", help="Only in this conversation.")
+@click.option("--role", type=click.Choice(["system", "developer", "user", "assistant", "tool"]), help="Only this role.")
+@click.option("--model", help="Only replies from models whose name starts with this.")
+@click.option("--since", type=click.DateTime(), help="Only messages from this date on.")
+@click.option("--until", type=click.DateTime(), help="Only messages before this date.")
+@click.option("-n", "--count", default=20, show_default=True, help="How many results.")
+@db_option
+@json_option
+@handle_errors
+def search(query: str, conversation_id: str | None, role: str | None, model: str | None,
+           since: datetime | None, until: datetime | None, count: int, db: str | None, as_json: bool) -> None:
+    """Search every message; any text works: words, "phrases", prefix*, -excluded."""
+    store = open_db(db)
+    hits = store.search(query, conversation_id=conversation_id, role=role, limit=count,
+                        **{k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v})
+    out = Output()
+    if as_json:
+        out.json([{"conversation_id": h.message.conversation_id, "conversation_title": h.conversation_title,
+                   "snippet": h.snippet(), **_message_json(h.message)} for h in hits])
+        return
+    for hit in hits:
+        where = f"{hit.message.conversation_id} · {hit.conversation_title or ''}".rstrip(" ·")
+        out.line(f"{where} · {hit.message.role} · {short_time(hit.created_at)} · {hit.message.id}", style="dim")
+        snippet = hit.snippet("[", "]") if not out.color else hit.snippet("\x1b[1;33m", "\x1b[0m")
+        click.echo(f"  {snippet.replace(chr(10), ' ')}")
+    if not hits and out.fancy:
+        out.line("No matches.", style="dim")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(timezone.utc)
+
+
+@click.command()
+@click.argument("conversation_id")
+@click.option("--at", "at", metavar="MESSAGE", help="Fork at this message (default: the head).")
+@click.option("--title", help="Title of the new conversation.")
+@db_option
+@handle_errors
+def fork(conversation_id: str, at: str | None, title: str | None, db: str | None) -> None:
+    """Copy a conversation's branch into a new conversation and print its id."""
+    forked = open_db(db).fork(conversation_id, at=at, title=title)
+    click.echo(forked.id)
+
+
+@click.command()
+@click.argument("conversation_id")
+@click.argument("title")
+@db_option
+@handle_errors
+def rename(conversation_id: str, title: str, db: str | None) -> None:
+    """Set a conversation's title."""
+    open_db(db).update_conversation(conversation_id, title=title)
+
+
+@click.command()
+@click.argument("conversation_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@db_option
+@handle_errors
+def rm(conversation_ids: tuple[str, ...], yes: bool, db: str | None) -> None:
+    """Delete conversations and all their messages."""
+    store = open_db(db)
+    records = [store.get_conversation(cid) for cid in conversation_ids]  # all must exist before any goes
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to delete without confirmation: pass --yes")
+        names = ", ".join(f"{r.id} ({r.title})" if r.title else r.id for r in records)
+        click.confirm(f"Delete {names} and all their messages?", abort=True)
+    for record in records:
+        store.delete_conversation(record.id)
+
+
+def _usage_by_model(store: Store, conversation_id: str | None) -> dict[str, dict[str, int]]:
+    native = getattr(store, "usage_by_model", None)
+    if native is not None:
+        return dict(native(conversation_id))
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"replies": 0, "prompt_tokens": 0, "completion_tokens": 0})
+    ids = [conversation_id] if conversation_id else [r.id for r in store.list_conversations(limit=None)]
+    for cid in ids:
+        for stored in store.path(cid):
+            if stored.role == "assistant":
+                row = totals[stored.model or "unknown"]
+                row["replies"] += 1
+                row["prompt_tokens"] += int((stored.usage or {}).get("prompt_tokens") or 0)
+                row["completion_tokens"] += int((stored.usage or {}).get("completion_tokens") or 0)
+    return dict(totals)
+
+
+@click.command()
+@click.argument("conversation_id", required=False)
+@db_option
+@json_option
+@handle_errors
+def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
+    """Counts of conversations and messages, and token usage by model."""
+    store = open_db(db)
+    if conversation_id is not None:
+        store.get_conversation(conversation_id)
+    data = {
+        "conversations": 1 if conversation_id else store.count_conversations(),
+        "messages": store.count_messages(conversation_id),
+        "usage_by_model": _usage_by_model(store, conversation_id),
+    }
+    out = Output()
+    if as_json:
+        out.json(data)
+        return
+    out.line(f"conversations: {data['conversations']:,}")
+    out.line(f"messages: {data['messages']:,}")
+    out.table(["model", "replies", "prompt tokens", "completion tokens"], [
+        [model, f"{u['replies']:,}", f"{u['prompt_tokens']:,}", f"{u['completion_tokens']:,}"]
+        for model, u in sorted(data["usage_by_model"].items())
+    ])
+
+
+@click.command()
+@db_option
+def path(db: str | None) -> None:
+    """Print where the conversation store is."""
+    from ..store import resolve_target
+
+    click.echo(resolve_target(db))

@@ -1,0 +1,83 @@
+"""The interactive chat on a real pseudo-terminal: slash commands, Ctrl-C and Ctrl-D."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pexpect
+import pytest
+from clitools import PROMPT, environment, spawn
+from fakeopenai import FakeOpenAI, text
+
+from chatkeep import open_store
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "repl.db"
+
+
+def say(child: pexpect.spawn, line: str, expected: str) -> str:
+    """Type a line, wait for ``expected`` in the output and then the next prompt; return the line it was on."""
+    child.sendline(line)
+    child.expect_exact(expected)
+    child.expect(PROMPT)
+    return expected + str(child.before).split("\r\n")[0]
+
+
+def test_a_session_with_slash_commands(db: Path, openai_server: FakeOpenAI) -> None:
+    openai_server.script(text("**Bold** hello!"), text("A second answer."), text("Regenerated answer."))
+    child = spawn(environment(db, openai_server.base_url), "chat", "--title", "Greetings")
+    child.expect(PROMPT)
+    assert "**" not in say(child, "Hi", "hello!")  # Markdown rendered: no asterisks
+    say(child, "And again?", "A second answer.")
+    say(child, "/title", "Title: Greetings")
+    say(child, "/title Kind words", "Title: Kind words")
+    say(child, "/retry", "Regenerated answer.")
+    say(child, "/undo", "The conversation now ends at: assistant: **Bold** hello!")
+    conversation_id = say(child, "/id", "01")
+    say(child, "/fork", "Forked: now in")
+    say(child, "/nope", "Unknown command /nope")
+    say(child, "/help", "/retry")
+    child.sendcontrol("c")  # at the prompt: clears the line, the chat goes on
+    child.expect(PROMPT)
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert child.wait() == 0
+
+    store = open_store(db)
+    original = store.conversation(conversation_id)
+    assert original.title == "Kind words"
+    assert [m["content"] for m in original.messages] == ["Hi", "**Bold** hello!"]
+    assert len(original) == 5  # the undone turn and the first answer to it stay as branches
+    assert store.count_conversations() == 2
+
+
+def test_ctrl_c_during_a_reply_keeps_what_arrived(db: Path, openai_server: FakeOpenAI) -> None:
+    openai_server.script(text("word " * 200, chunk_size=5, chunk_delay=0.02))
+    child = spawn(environment(db, openai_server.base_url), "chat")
+    child.expect(PROMPT)
+    child.sendline("Talk for a while")
+    child.expect("word")
+    child.sendcontrol("c")
+    child.expect(r"\[interrupted: the partial reply is saved\]")
+    child.expect(PROMPT)
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    store = open_store(db)
+    [record] = store.list_conversations()
+    reply = store.path(record.id)[-1]
+    assert reply.status == "incomplete" and reply.message["content"].startswith("word")
+    assert len(reply.message["content"]) < len("word " * 200)
+
+
+def test_an_unreachable_server_keeps_the_chat_going(db: Path) -> None:
+    with FakeOpenAI() as gone:
+        address = gone.base_url
+    child = spawn(environment(db, address), "chat")
+    child.expect(PROMPT)
+    say(child, "hello?", "cannot reach the model server")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    [record] = open_store(db).list_conversations()
+    assert [m.status for m in open_store(db).path(record.id)] == ["error"]
