@@ -193,9 +193,9 @@ def validate_message(message: object, *, field: str = "message") -> MessageDict:
     """
     message = to_message_dict(message, field=field)
     role = message.get("role")
+    if not isinstance(role, str):
+        raise _fail(f"{field}.role", "expected one of " + ", ".join(sorted(ROLES)))
     if role not in ROLES:
-        if not isinstance(role, str):
-            raise _fail(f"{field}.role", "expected one of " + ", ".join(sorted(ROLES)))
         raise _fail(f"{field}.role", f"unknown role {role!r} (expected one of {', '.join(sorted(ROLES))})")
     _expect_str(message.get("name"), f"{field}.name", optional=role != "function")
     if role == "assistant":
@@ -225,7 +225,10 @@ def to_message_dict(message: object, *, field: str = "message") -> MessageDict:
             return dumped
     if not isinstance(message, Mapping):
         raise _fail(field, f"expected a message object, got {_type_name(message)}")
-    return copy.deepcopy(dict(message))
+    try:
+        return copy.deepcopy(dict(message))
+    except RecursionError:
+        raise _fail(field, "nested too deeply to store") from None
 
 
 def user_message(content: Union[str, list[dict[str, Any]]], *, name: str | None = None) -> MessageDict:

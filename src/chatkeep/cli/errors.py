@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ChatkeepError
+from ..redact import redact
 
 __all__ = ["EXIT_API", "EXIT_ERROR", "EXIT_INTERRUPTED", "fail", "handle_errors"]
 
@@ -26,13 +27,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    """Print ``chatkeep: message`` on stderr and exit with ``code``."""
-    click.echo(f"chatkeep: {message}", err=True)
+    """Print ``chatkeep: message`` on stderr (keys redacted) and exit with ``code``."""
+    click.echo(f"chatkeep: {redact(message)}", err=True)
     sys.exit(code)
 
 
 def api_error_text(exc: BaseException) -> str | None:
-    """One line for an SDK error, or None when ``exc`` is not one (openai is only looked up if loaded)."""
+    """One line for an SDK error (keys redacted), or None when ``exc`` is not one."""
+    text = _api_error_text(exc)
+    return None if text is None else redact(text)
+
+
+def _api_error_text(exc: BaseException) -> str | None:
+    # openai is only looked up when it is already loaded: other commands never import it.
     openai = sys.modules.get("openai")
     if openai is None or not isinstance(exc, openai.OpenAIError):
         return None

@@ -112,7 +112,10 @@ class AsyncChat(ChatBase):
         except BaseException as exc:
             await self._fail(turn, exc)
             raise
-        return self._settle(await _write(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)))
+        reply = self._settle(await _write(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)))
+        if record.status == "incomplete":
+            raise unfinished_stream_error(reply.message.id)
+        return reply
 
     def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> AsyncReplyStream:
         """The reply's text as it arrives, for ``async for`` (see ``Chat.stream``).

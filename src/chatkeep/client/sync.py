@@ -111,7 +111,10 @@ class Chat(ChatBase):
         except BaseException as exc:
             self._fail(turn, exc)
             raise
-        return self._settle(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)())
+        reply = self._settle(turn.save_reply(record, latency_ms=ms_since(started), sent=sent)())
+        if record.status == "incomplete":
+            raise unfinished_stream_error(reply.message.id)  # saved, but the server never said it finished
+        return reply
 
     def stream(self, message: str | Mapping[str, Any] | None = None, /, **overrides: Any) -> ReplyStream:
         """Save ``message`` now, then yield the reply's text as it arrives; the reply is saved when it ends.

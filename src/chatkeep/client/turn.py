@@ -8,7 +8,6 @@ chunks are read by attribute, so any object of the SDK's shape works.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..errors import PendingToolCalls, ResponseError
 from ..messages import MessageDict, message_text
+from ..redact import redact
 from ..store.base import MessageStatus, StoredMessage
 
 __all__ = [
@@ -319,9 +319,9 @@ def empty_stream_error(acc: ReplyAccumulator) -> ResponseError:
 
 
 def unfinished_stream_error(message_id: str) -> ResponseError:
-    """The error for a stream that ended before its finish_reason; the partial reply is saved."""
+    """The error for a reply that ended without its finish_reason; the partial reply is saved."""
     return ResponseError(
-        "the stream ended before the server said the reply was finished (no finish_reason); "
+        "the reply ended before the server said it was finished (no finish_reason); "
         "what arrived is saved as incomplete",
         message_id=message_id,
     )
@@ -332,13 +332,10 @@ def ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{4})[A-Za-z0-9_*\-]{4,}")
-
-
 def describe_error(exc: BaseException) -> str:
     """One line naming an exception, for a message's ``error`` field (never a secret)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = _SECRET.sub(r"\1***", text)  # servers echo part of a rejected key
+    text = redact(text)  # servers echo a rejected key back
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
