@@ -32,6 +32,7 @@ def samples() -> Path:
 
 # The loopback OpenAI-compatible server's fixtures, for every test module.
 from fakeopenai import openai_client, openai_server  # noqa: E402,F401
+from pg import postgres_url, pytest_terminal_summary  # noqa: E402,F401  PostgreSQL per-test schemas
 
 
 def _loopback_only(event: str, args: tuple[object, ...]) -> None:

@@ -15,9 +15,10 @@ from chatkeep.store import SQLiteStore
 from chatkeep.store.bulk import ImportConversation, ImportMessage
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def db_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    opened = open_store(tmp_path / "chat.db")
+    postgres = request.param == "postgres"
+    opened = open_store(request.getfixturevalue("postgres_url") if postgres else tmp_path / "chat.db")
     yield opened
     opened.close()
 

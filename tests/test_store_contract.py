@@ -32,10 +32,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStor
     opened.close()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def db_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
     """The database backends: several conversations, branches and bookkeeping."""
-    opened = open_store(tmp_path / "chat.db")
+    postgres = request.param == "postgres"
+    opened = open_store(request.getfixturevalue("postgres_url") if postgres else tmp_path / "chat.db")
     yield opened
     opened.close()
 

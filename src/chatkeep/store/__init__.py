@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import StoreError
 from .base import ConversationRecord, MessageStatus, Store, StoredMessage
@@ -15,6 +15,9 @@ from .conversation import Conversation
 from .files import ENV_VAR, default_database_path
 from .jsonfile import JSONFileStore
 from .sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
 
 __all__ = [
     "Conversation",
@@ -28,7 +31,7 @@ __all__ = [
     "resolve_target",
 ]
 
-AnyStore = Union[SQLiteStore, JSONFileStore]
+AnyStore = Union[SQLiteStore, JSONFileStore, "PostgresStore"]
 
 
 def resolve_target(target: str | os.PathLike[str] | None = None) -> str:
@@ -43,19 +46,25 @@ def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> 
     """Open a store: a SQLite file by default, the tutorial's JSON file for ``*.json``.
 
     ``target`` is a path or URL: ``path/to/file.db``, ``sqlite:///path``,
-    ``sqlite:////absolute/path``, ``":memory:"`` or ``conversation_history.json``. Without one,
-    ``$CHATKEEP_DB`` is used, then ``chatkeep.db`` in the user data directory.
-    ``options`` go to the backend, such as ``durability="full"`` for SQLite.
+    ``sqlite:////absolute/path``, ``":memory:"``, ``conversation_history.json`` or
+    ``postgresql://user@host/dbname`` (needs ``pip install 'chatkeep[postgres]'``). Without
+    one, ``$CHATKEEP_DB`` is used, then ``chatkeep.db`` in the user data directory.
+    ``options`` go to the backend, such as ``durability="full"`` for SQLite or
+    ``pool_size=20`` for PostgreSQL.
     """
     where = resolve_target(target)
     if where.startswith(("postgresql://", "postgres://")):
-        raise StoreError(f"{where.split('@')[-1]}: the PostgreSQL backend is not part of this version yet")
+        from .postgres import PostgresStore  # imports psycopg only when it is used
+
+        return PostgresStore(where, **options)
     if where.startswith("sqlite://"):
         # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute.db.
         where = where[len("sqlite:///"):] or ":memory:"
     if "://" in where:
         scheme = where.split("://", 1)[0]
-        raise StoreError(f"unsupported store URL scheme {scheme!r} (expected a path, sqlite:// or .json)")
+        raise StoreError(
+            f"unsupported store URL scheme {scheme!r} (expected a path, sqlite://, postgresql:// or .json)"
+        )
     if where.lower().endswith(".json"):
         if options:
             raise StoreError(f"the JSON file store takes no options (got {', '.join(options)})")

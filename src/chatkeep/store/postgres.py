@@ -1,0 +1,591 @@
+"""The PostgreSQL store: the SQLite store's behaviour, shared by many processes and machines.
+
+Open it with ``open_store("postgresql://user@host/dbname")`` or
+``CHATKEEP_DB=postgresql://...``; it needs ``pip install 'chatkeep[postgres]'``.
+
+Why it works this way:
+
+- An append locks its conversation's row (``SELECT ... FOR UPDATE``) before
+  reading the head, so appends from any number of processes to one
+  conversation queue up and form one chain in one total order; appends to
+  different conversations do not wait for each other.
+- Message times come from the server's clock, read after that lock
+  (``clock_timestamp()``), so machines with skewed clocks still agree on order.
+- Durability is the server's: with ``synchronous_commit`` on (PostgreSQL's
+  default) a returned append has been flushed to the write-ahead log on disk.
+- JSON is kept as text, byte for byte (see :mod:`.postgres_schema`), and the
+  tables live in the connection's current schema.
+- Connections come from a pool, one per call (see :mod:`.postgres_pool`), so a
+  store can be shared between threads, and ``AsyncChat`` can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import ConversationNotFound, MessageNotFound, StoreError
+from ..messages import validate_message
+from .base import (
+    HEAD,
+    ConversationRecord,
+    MessageKind,
+    MessageStatus,
+    StoredMessage,
+    check_conversation_id,
+    check_status,
+    dumps,
+    new_id,
+)
+from .bulk import ImportConversation, ImportSummary
+from .conversation import ConversationAccess
+from .postgres_bulk import import_into, searchable_text
+from .postgres_pool import Connections, require_psycopg
+from .postgres_schema import SCHEMA_VERSION, migrate, schema_version
+from .postgres_search import search_in, tsvector_text
+from .search import SearchHit
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, parent_id, kind, body, created_at, status, model, usage, "
+    "latency_ms, finish_reason, error, token_counts, metadata"
+)
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
+_PREFIXED_MESSAGE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)  # most metadata is empty: skip the parser
+
+
+def _utc(moment: datetime) -> datetime:
+    # timestamptz comes back in the session's time zone; chatkeep's times are UTC.
+    return moment.astimezone(timezone.utc)
+
+
+def _message_from_row(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        conversation_id=row[1],
+        parent_id=row[2],
+        kind=row[3],
+        message=json.loads(row[4]),
+        created_at=_utc(row[5]),
+        status=row[6],
+        model=row[7],
+        usage=_loads(row[8]),
+        latency_ms=row[9],
+        finish_reason=row[10],
+        error=row[11],
+        token_counts=_loads(row[12]),
+        metadata=_loads(row[13]) or {},
+    )
+
+
+def _conversation_from_row(row: tuple[Any, ...]) -> ConversationRecord:
+    return ConversationRecord(
+        id=row[0],
+        title=row[1],
+        created_at=_utc(row[2]),
+        updated_at=_utc(row[3]),
+        head_id=row[4],
+        owner=row[5],
+        metadata=_loads(row[6]) or {},
+    )
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _require_conversation(conn: Connection[Any], conversation_id: str, *, lock: bool = False) -> str | None:
+    """The conversation's head id; with ``lock`` its row stays locked until the transaction ends."""
+    row = conn.execute(
+        "SELECT head_id FROM conversations WHERE id = %s" + (" FOR UPDATE" if lock else ""), (conversation_id,)
+    ).fetchone()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _require_message_in(conn: Connection[Any], message_id: str, conversation_id: str) -> None:
+    row = conn.execute("SELECT conversation_id FROM messages WHERE id = %s", (message_id,)).fetchone()
+    if row is None or row[0] != conversation_id:
+        raise MessageNotFound(message_id, conversation_id)
+
+
+# Walk parent links from the head: the last K messages cost K index lookups.
+_WALK = f"""
+    WITH RECURSIVE walk AS (
+        SELECT {_MESSAGE_COLUMNS}, 1 AS depth FROM messages WHERE id = {{start}}
+        UNION ALL
+        SELECT {_PREFIXED_MESSAGE_COLUMNS}, walk.depth + 1
+        FROM walk JOIN messages m ON m.id = walk.parent_id
+        WHERE %(last)s::integer IS NULL OR walk.depth < %(last)s::integer
+    )
+    SELECT {_MESSAGE_COLUMNS} FROM walk ORDER BY depth DESC
+"""
+_WALK_FROM_HEAD = _WALK.format(start="(SELECT head_id FROM conversations WHERE id = %(conversation)s)")
+_WALK_FROM_MESSAGE = _WALK.format(start="%(head)s")
+
+
+_APPEND_PARAMETERS = (
+    "id", "conversation", "kind", "role", "body", "text", "search", "status", "model", "usage",
+    "latency_ms", "finish_reason", "error", "token_counts", "metadata",
+)
+
+
+def _append_sql(*, head: bool, check_parent: bool, move_head: bool) -> str:
+    """One statement that appends a message and moves the head.
+
+    Locking the conversation's row first (``FOR UPDATE``) makes appends to one
+    conversation take turns; the one that waited reads the head its
+    predecessor left (PostgreSQL re-reads a row it waited for). Doing it all in
+    one statement keeps the row locked for the shortest time.
+    """
+    return f"""
+        WITH conversation AS (
+            SELECT id, head_id FROM conversations WHERE id = %(conversation)s FOR UPDATE
+        ), added AS (
+            INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,
+                                  status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+            SELECT %(id)s, conversation.id, {"conversation.head_id" if head else "%(parent)s"}, %(kind)s, %(role)s,
+                   %(body)s, %(text)s, %(search)s::tsvector, clock_timestamp(), %(status)s, %(model)s, %(usage)s,
+                   %(latency_ms)s, %(finish_reason)s, %(error)s, %(token_counts)s, %(metadata)s
+            FROM conversation
+            {"WHERE EXISTS (SELECT 1 FROM messages p WHERE p.id = %(parent)s"
+             " AND p.conversation_id = conversation.id)" if check_parent else ""}
+            RETURNING id, parent_id, created_at
+        ), moved AS (
+            UPDATE conversations SET updated_at = added.created_at{", head_id = added.id" if move_head else ""}
+            FROM added WHERE conversations.id = %(conversation)s
+        )
+        SELECT parent_id, created_at FROM added
+    """
+
+
+class PostgresStore(ConversationAccess):
+    """A :class:`~chatkeep.store.Store` on a PostgreSQL database (12 or newer).
+
+    ``pool_size`` caps the connections this store opens, ``timeout`` is how long
+    a call waits for one, ``connect_timeout`` how long a connection attempt may take.
+    """
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, timeout: float = 30.0, connect_timeout: float = 10.0
+    ) -> None:
+        require_psycopg()
+        self._connections = Connections(
+            url, pool_size=pool_size, timeout=timeout, connect_timeout=connect_timeout
+        )
+        #: Where the store is, without the password.
+        self.url = self._connections.server
+        conn = self._connections.connect()
+        try:
+            migrate(conn, source=self.url)
+        finally:
+            conn.close()
+        self._connections.open()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _read(self, operation: Callable[[Connection[Any]], T]) -> T:
+        return self._connections.read(operation)
+
+    def _write(self, operation: Callable[[Connection[Any]], T], *, replayable: bool = True) -> T:
+        return self._connections.write(operation, replayable=replayable)
+
+    def _one(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> Any:
+        return self._read(lambda conn: conn.execute(sql, params).fetchone())
+
+    def _all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[Any]:
+        return self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Close every pooled connection; the store cannot be used afterwards."""
+        self._connections.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    def check_integrity(self) -> list[str]:
+        """Look for what the constraints cannot rule out; an empty list means sound.
+
+        Heads and parents must stay inside their own conversation, every parent
+        must exist, and the schema must be the one this chatkeep writes.
+        """
+        def run(conn: Connection[Any]) -> list[str]:
+            problems = []
+            version = schema_version(conn)
+            if version != SCHEMA_VERSION:
+                problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
+            for sql, describe in _INTEGRITY_CHECKS:
+                problems += [describe(*row) for row in conn.execute(sql)]
+            return problems
+
+        return self._read(run)
+
+    # -- conversations ----------------------------------------------------------
+
+    def create_conversation(
+        self,
+        conversation_id: str | None = None,
+        *,
+        title: str | None = None,
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConversationRecord:
+        """Create a conversation; raises ``StoreError`` when the id is taken."""
+        from psycopg import errors
+
+        conversation_id = check_conversation_id(conversation_id)
+
+        def insert(conn: Connection[Any]) -> ConversationRecord:
+            try:
+                row = conn.execute(
+                    "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
+                    " VALUES (%s, %s, %s, clock_timestamp(), clock_timestamp(), %s)"
+                    f" RETURNING {_CONVERSATION_COLUMNS}",
+                    (conversation_id, title, owner, dumps(dict(metadata or {}))),
+                ).fetchone()
+            except errors.UniqueViolation as exc:
+                raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
+            assert row is not None
+            return _conversation_from_row(row)
+
+        return self._write(insert)
+
+    def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        row = self._one(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,))
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return _conversation_from_row(row)
+
+    def list_conversations(
+        self,
+        *,
+        limit: int | None = 50,
+        offset: int = 0,
+        title_contains: str | None = None,
+        owner: str | None = None,
+    ) -> list[ConversationRecord]:
+        where, params = [], []
+        if title_contains:
+            where.append("title ILIKE %s ESCAPE '\\'")
+            params.append(_like_pattern(title_contains))
+        if owner is not None:
+            where.append("owner = %s")
+            params.append(owner)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._all(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations {clause}"
+            " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
+        return [_conversation_from_row(row) for row in rows]
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConversationRecord:
+        row = self._write(lambda conn: conn.execute(
+            "UPDATE conversations SET title = coalesce(%s, title), metadata = coalesce(%s, metadata),"
+            f" updated_at = clock_timestamp() WHERE id = %s RETURNING {_CONVERSATION_COLUMNS}",
+            (title, None if metadata is None else dumps(dict(metadata)), conversation_id),
+        ).fetchone())
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return _conversation_from_row(row)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        def delete(conn: Connection[Any]) -> None:
+            # Clearing the head first (which also locks the row) keeps the
+            # head's reference from holding on to a message being deleted.
+            if conn.execute(
+                "UPDATE conversations SET head_id = NULL WHERE id = %s RETURNING id", (conversation_id,)
+            ).fetchone() is None:
+                raise ConversationNotFound(conversation_id)
+            conn.execute("DELETE FROM messages WHERE conversation_id = %s", (conversation_id,))
+            conn.execute("DELETE FROM conversations WHERE id = %s", (conversation_id,))
+
+        self._write(delete)
+
+    # -- messages ---------------------------------------------------------------
+
+    def append(
+        self,
+        conversation_id: str,
+        message: Mapping[str, Any],
+        *,
+        parent_id: str | None = HEAD,
+        move_head: bool = True,
+        kind: MessageKind = "chat",
+        status: MessageStatus = "complete",
+        model: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        latency_ms: float | None = None,
+        finish_reason: str | None = None,
+        error: str | None = None,
+        token_counts: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        """Validate and store one message in its own transaction, then return it."""
+        check_status(status)
+        body = validate_message(message) if kind in ("chat", "summary") else dict(message)
+        message_id, text = new_id(), searchable_text(body)
+        values = (
+            message_id, conversation_id, kind, body.get("role"), dumps(body), text, tsvector_text(text), status,
+            model, None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
+            None if error is None else error.replace("\x00", "\ufffd"),  # a diagnostic: NUL cannot be stored
+            None if token_counts is None else dumps(dict(token_counts)), dumps(dict(metadata or {})),
+        )
+
+        params = dict(zip(_APPEND_PARAMETERS, values))
+        params["parent"] = None if parent_id == HEAD else parent_id
+        sql = _append_sql(head=parent_id == HEAD, check_parent=parent_id not in (HEAD, None), move_head=move_head)
+
+        def insert(conn: Connection[Any]) -> tuple[str | None, datetime]:
+            row = conn.execute(sql, params).fetchone()
+            if row is None:  # nothing was inserted: say why
+                _require_conversation(conn, conversation_id)
+                raise MessageNotFound(str(parent_id), conversation_id)
+            return row[0], row[1]
+
+        parent, created_at = self._write(insert)
+        return StoredMessage(
+            id=message_id, conversation_id=conversation_id, parent_id=parent, message=body,
+            created_at=_utc(created_at), kind=kind, status=status, model=model,
+            usage=None if usage is None else dict(usage), latency_ms=latency_ms,
+            finish_reason=finish_reason, error=values[12],
+            token_counts=None if token_counts is None else dict(token_counts),
+            metadata=dict(metadata or {}),
+        )
+
+    def update_message(
+        self,
+        message_id: str,
+        *,
+        status: MessageStatus | None = None,
+        error: str | None = None,
+        token_counts: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        changes: dict[str, Any] = {}
+        if status is not None:
+            check_status(status)
+            changes["status"] = status
+            changes["error"] = error
+        elif error is not None:
+            changes["error"] = error
+        if changes.get("error") is not None:
+            changes["error"] = changes["error"].replace("\x00", "\ufffd")
+        if token_counts is not None:
+            changes["token_counts"] = dumps(dict(token_counts))
+        if metadata is not None:
+            changes["metadata"] = dumps(dict(metadata))
+        if not changes:
+            return self.get_message(message_id)
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        row = self._write(lambda conn: conn.execute(
+            f"UPDATE messages SET {assignments} WHERE id = %s RETURNING {_MESSAGE_COLUMNS}",
+            (*changes.values(), message_id),
+        ).fetchone())
+        if row is None:
+            raise MessageNotFound(message_id)
+        return _message_from_row(row)
+
+    def get_message(self, message_id: str) -> StoredMessage:
+        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,))
+        if row is None:
+            raise MessageNotFound(message_id)
+        return _message_from_row(row)
+
+    def path(
+        self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
+    ) -> list[StoredMessage]:
+        def walk(conn: Connection[Any]) -> list[Any]:
+            if head_id is not None and (last is not None and last <= 0):
+                _require_message_in(conn, head_id, conversation_id)
+                return []
+            if head_id is None:
+                if last is not None and last <= 0:
+                    _require_conversation(conn, conversation_id)
+                    return []
+                rows = conn.execute(_WALK_FROM_HEAD, {"conversation": conversation_id, "last": last}).fetchall()
+                if not rows:  # an empty conversation, or none at all
+                    _require_conversation(conn, conversation_id)
+                return rows
+            rows = conn.execute(_WALK_FROM_MESSAGE, {"head": head_id, "last": last}).fetchall()
+            if not rows or rows[-1][1] != conversation_id:
+                raise MessageNotFound(head_id, conversation_id)
+            return rows
+
+        return [_message_from_row(row) for row in self._read(walk)]
+
+    def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND kind = %s ORDER BY seq",
+            (conversation_id, kind),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        if not counts:
+            return
+
+        def merge(conn: Connection[Any]) -> None:
+            # Locked in id order, so two processes saving overlapping counts cannot deadlock.
+            found = dict(conn.execute(
+                "SELECT id, token_counts FROM messages WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(counts),)
+            ).fetchall())
+            for message_id in counts:
+                if message_id not in found:
+                    raise MessageNotFound(message_id)
+            updates = [
+                (dumps({**(_loads(found[message_id]) or {}), **per_encoding}), message_id)
+                for message_id, per_encoding in counts.items()
+            ]
+            conn.cursor().executemany("UPDATE messages SET token_counts = %s WHERE id = %s", updates)
+
+        self._write(merge)
+
+    def import_conversations(
+        self, conversations: Iterable[ImportConversation], *, progress: Callable[[ImportSummary], None] | None = None
+    ) -> ImportSummary:
+        """Import whole conversations in one transaction: all of them, or (on any error) none.
+
+        Conversations and messages with source keys seen before are skipped, so
+        importing the same file twice adds nothing.
+        """
+        return self._write(lambda conn: import_into(conn, conversations, progress), replayable=False)
+
+    def search(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        role: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, best first; any text is a valid query.
+
+        Words match as on SQLite (case and accents aside: ``cafe`` finds ``Café``);
+        the first 100,000 characters of each message's words are indexed.
+        """
+        return self._read(lambda conn: search_in(
+            conn, query, columns=_PREFIXED_MESSAGE_COLUMNS, to_message=_message_from_row,
+            conversation_id=conversation_id, role=role, model=model, since=since, until=until,
+            owner=owner, limit=limit, offset=offset,
+        ))
+
+    def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Replies and prompt/completion tokens by model, over one conversation or the store."""
+        where = "role = 'assistant' AND kind = 'chat'" + (" AND conversation_id = %s" if conversation_id else "")
+        rows = self._all(
+            "SELECT coalesce(model, 'unknown'), count(*), coalesce(sum(" + _TOKENS.format(field="prompt_tokens")
+            + "), 0), coalesce(sum(" + _TOKENS.format(field="completion_tokens") + f"), 0) FROM messages"
+            f" WHERE {where} GROUP BY 1 ORDER BY 1",
+            (conversation_id,) if conversation_id else (),
+        )
+        return {r[0]: {"replies": r[1], "prompt_tokens": int(r[2]), "completion_tokens": int(r[3])} for r in rows}
+
+    def set_head(self, conversation_id: str, message_id: str | None) -> None:
+        def move(conn: Connection[Any]) -> None:
+            _require_conversation(conn, conversation_id, lock=True)
+            if message_id is not None:
+                _require_message_in(conn, message_id, conversation_id)
+            conn.execute(
+                "UPDATE conversations SET head_id = %s, updated_at = clock_timestamp() WHERE id = %s",
+                (message_id, conversation_id),
+            )
+
+        self._write(move)
+
+    def children(self, message_id: str) -> list[StoredMessage]:
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE parent_id = %s ORDER BY seq", (message_id,)
+        )
+        return [_message_from_row(row) for row in rows]
+
+    def count_conversations(self) -> int:
+        return int(self._one("SELECT count(*) FROM conversations")[0])
+
+    def count_messages(self, conversation_id: str | None = None) -> int:
+        if conversation_id is None:
+            return int(self._one("SELECT count(*) FROM messages")[0])
+
+        def count(conn: Connection[Any]) -> int:
+            _require_conversation(conn, conversation_id)
+            row = conn.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(count)
+
+
+# A usage field as a number, when the stored JSON has one there. Rows whose JSON has
+# escapes (\u0000, lone surrogates) are left out of the sums: PostgreSQL's JSON
+# functions refuse those escapes, and usage from an API never has them.
+_TOKENS = (
+    "CASE WHEN strpos(usage, '\\u') > 0 THEN NULL"
+    " WHEN json_typeof(usage::json -> '{field}') = 'number' THEN (usage::json ->> '{field}')::numeric END"
+)
+
+# What the foreign keys cannot promise: each query finds the rows that break one rule.
+_INTEGRITY_CHECKS: list[tuple[str, Callable[..., str]]] = [
+    (
+        ("SELECT c.id, c.head_id, m.conversation_id FROM conversations c"
+         " JOIN messages m ON m.id = c.head_id WHERE m.conversation_id <> c.id LIMIT 100"),
+        lambda c, h, o: f"conversation {c!r}: head {h!r} belongs to conversation {o!r}",
+    ),
+    (
+        ("SELECT m.id, m.conversation_id, p.conversation_id FROM messages m"
+         " JOIN messages p ON p.id = m.parent_id WHERE p.conversation_id <> m.conversation_id LIMIT 100"),
+        lambda m, c, o: f"message {m!r} in conversation {c!r}: its parent is in conversation {o!r}",
+    ),
+    (
+        ("SELECT m.id, m.parent_id FROM messages m LEFT JOIN messages p ON p.id = m.parent_id"
+         " WHERE m.parent_id IS NOT NULL AND p.id IS NULL LIMIT 100"),
+        lambda m, p: f"message {m!r}: parent {p!r} does not exist",
+    ),
+    (
+        ("SELECT m.id, m.conversation_id FROM messages m"
+         " LEFT JOIN conversations c ON c.id = m.conversation_id WHERE c.id IS NULL LIMIT 100"),
+        lambda m, c: f"message {m!r}: conversation {c!r} does not exist",
+    ),
+    (
+        ("SELECT c.id, c.head_id FROM conversations c LEFT JOIN messages m ON m.id = c.head_id"
+         " WHERE c.head_id IS NOT NULL AND m.id IS NULL LIMIT 100"),
+        lambda c, h: f"conversation {c!r}: head {h!r} does not exist",
+    ),
+    (
+        "SELECT id, kind FROM messages WHERE kind NOT IN ('chat', 'summary', 'response_item') LIMIT 100",
+        lambda m, k: f"message {m!r}: unknown kind {k!r}",
+    ),
+]

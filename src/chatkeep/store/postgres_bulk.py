@@ -1,0 +1,130 @@
+"""The PostgreSQL store's bulk operation: importing whole conversations in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError
+from ..messages import message_text, validate_message
+from .base import check_conversation_id, check_status, dumps, new_id, storable_text
+from .bulk import ImportConversation, ImportSummary
+from .postgres_search import tsvector_text
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["import_into", "searchable_text", "utc"]
+
+_COPY_IMPORTED = (
+    "COPY messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at, status,"
+    " model, usage, finish_reason, metadata, source_key) FROM STDIN"
+)
+
+
+def searchable_text(body: dict[str, Any]) -> str:
+    """A message's plain text as PostgreSQL can store it.
+
+    PostgreSQL text cannot hold NUL; a space stands in for it, separating words
+    as SQLite's tokenizer does. The exact message stays in ``body``.
+    """
+    return storable_text(message_text(body)).replace("\x00", " ")
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC; a naive one is taken as local time, as ``format_time`` does for SQLite."""
+    return None if moment is None else moment.astimezone(timezone.utc)
+
+
+def _open_conversation(conn: Connection[Any], item: ImportConversation, now: datetime) -> tuple[str, bool]:
+    """The conversation to import into, locked: the one with the same source key, or a new one."""
+    from psycopg import errors
+
+    if item.key is not None:
+        row = conn.execute("SELECT id FROM conversations WHERE source_key = %s FOR UPDATE", (item.key,)).fetchone()
+        if row is not None:
+            return str(row[0]), False
+    conversation_id = check_conversation_id(item.id)
+    try:
+        row = conn.execute(
+            "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata, source_key)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (source_key) WHERE source_key IS NOT NULL DO NOTHING RETURNING id",
+            (conversation_id, item.title, item.owner, utc(item.created_at) or now,
+             utc(item.updated_at or item.created_at) or now, dumps(item.metadata), item.key),
+        ).fetchone()
+    except errors.UniqueViolation as exc:
+        raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
+    if row is None:  # another import of the same source committed first: add to it
+        row = conn.execute("SELECT id FROM conversations WHERE source_key = %s FOR UPDATE", (item.key,)).fetchone()
+        assert row is not None
+        return str(row[0]), False
+    return conversation_id, True
+
+
+def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) -> ImportSummary:
+    conversation_id, created = _open_conversation(conn, item, now)
+    ids: dict[str, str] = dict(conn.execute(
+        "SELECT source_key, id FROM messages WHERE conversation_id = %s AND source_key IS NOT NULL",
+        (conversation_id,),
+    ).fetchall())
+    summary = ImportSummary(conversation_ids=[conversation_id])
+    rows: list[tuple[Any, ...]] = []
+    last: str | None = None
+    where = f"conversation {item.key or conversation_id!r}"
+    for number, imported in enumerate(item.messages):
+        if imported.key is not None and imported.key in ids:
+            summary.messages_skipped += 1
+            continue
+        parent = None
+        if imported.parent_key is not None:
+            parent = ids.get(imported.parent_key)
+            if parent is None:
+                raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
+        check_status(imported.status)
+        body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        message_id = new_id()
+        text = searchable_text(body)
+        rows.append((
+            message_id, conversation_id, parent, "chat", body.get("role"), dumps(body), text, tsvector_text(text),
+            utc(imported.created_at) or now, imported.status, imported.model,
+            None if imported.usage is None else dumps(imported.usage), imported.finish_reason,
+            dumps(imported.metadata), imported.key,
+        ))
+        if imported.key is not None:
+            ids[imported.key] = message_id
+        last = message_id
+        summary.messages_added += 1
+    if rows:
+        # One COPY for the conversation; parents precede children, and the foreign
+        # keys are checked when it ends.
+        with conn.cursor().copy(_COPY_IMPORTED) as copy:
+            for row in rows:
+                copy.write_row(row)
+    head = ids.get(item.head_key) if item.head_key is not None else None
+    if head is None and (created or last is not None):
+        head = last
+    if head is not None:
+        conn.execute("UPDATE conversations SET head_id = %s WHERE id = %s", (head, conversation_id))
+    if created:
+        summary.conversations_created = 1
+    elif summary.messages_added:
+        summary.conversations_updated = 1
+        conn.execute("UPDATE conversations SET updated_at = %s WHERE id = %s", (now, conversation_id))
+    return summary
+
+
+def import_into(
+    conn: Connection[Any], items: Iterable[ImportConversation], progress: Callable[[ImportSummary], None] | None = None
+) -> ImportSummary:
+    """Import every conversation inside the caller's transaction; any error undoes them all."""
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    now: datetime = row[0]
+    total = ImportSummary()
+    for item in items:
+        total.add(_import_one(conn, item, now))
+        if progress is not None:
+            progress(total)
+    return total

@@ -1,0 +1,184 @@
+"""The PostgreSQL schema as numbered migrations, recorded in the ``chatkeep_schema`` table.
+
+Each migration is a small function run inside the migration transaction. Add
+new ones at the end; never edit a released one. Tables are created in the
+connection's current schema (the first one on ``search_path``), so a database
+can hold chatkeep beside other applications: put
+``?options=-csearch_path%3Dchatkeep`` on the URL to give it its own schema.
+
+JSON (message bodies, usage, metadata, token counts) is stored as ``text``,
+not ``jsonb``: jsonb reorders keys, drops duplicate keys, and refuses
+``\\u0000`` and lone surrogates, while chatkeep promises every message back
+exactly as it was stored (exports are compared byte for byte).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MigrationError
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+
+#: Any fixed number: the first half of the advisory lock's key (the second is the schema).
+_LOCK_CLASS = 0x63_6B_70  # "ckp"
+
+
+def _run(conn: Connection[Any], script: str) -> None:
+    conn.execute(script)  # several statements in one call: allowed when there are no parameters
+
+
+def m001_initial(conn: Connection[Any]) -> None:
+    """Conversations, and messages forming a tree inside each conversation."""
+    _run(
+        conn,
+        """
+        CREATE TABLE conversations (
+            id          text PRIMARY KEY,
+            title       text,
+            owner       text,
+            created_at  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL,
+            metadata    text NOT NULL DEFAULT '{}',
+            head_id     text,
+            source_key  text
+        );
+        CREATE INDEX conversations_updated ON conversations (updated_at DESC, id DESC);
+        CREATE INDEX conversations_owner ON conversations (owner, updated_at DESC, id DESC);
+        CREATE UNIQUE INDEX conversations_source ON conversations (source_key) WHERE source_key IS NOT NULL;
+
+        -- seq keeps insertion order (appends to one conversation are serialized by
+        -- its row lock, so there it is also the order of the chain), while id is
+        -- the public, time-sortable identifier.
+        CREATE TABLE messages (
+            seq             bigint GENERATED ALWAYS AS IDENTITY,
+            id              text PRIMARY KEY,
+            conversation_id text NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            parent_id       text REFERENCES messages (id),
+            kind            text NOT NULL DEFAULT 'chat',
+            role            text,
+            body            text NOT NULL,
+            text            text NOT NULL DEFAULT '',
+            created_at      timestamptz NOT NULL,
+            status          text NOT NULL DEFAULT 'complete'
+                            CHECK (status IN ('complete', 'incomplete', 'error')),
+            model           text,
+            usage           text,
+            latency_ms      double precision,
+            finish_reason   text,
+            error           text,
+            token_counts    text,
+            metadata        text NOT NULL DEFAULT '{}',
+            source_key      text
+        );
+        CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+        CREATE INDEX messages_parent ON messages (parent_id, seq);
+        CREATE INDEX messages_kind ON messages (conversation_id, kind, seq) WHERE kind <> 'chat';
+        CREATE UNIQUE INDEX messages_source ON messages (conversation_id, source_key)
+            WHERE source_key IS NOT NULL;
+
+        -- Added after messages exist: the two tables refer to each other. The index
+        -- keeps deleting a message from scanning every conversation for its head.
+        ALTER TABLE conversations ADD CONSTRAINT conversations_head_fkey
+            FOREIGN KEY (head_id) REFERENCES messages (id) ON DELETE SET NULL;
+        CREATE INDEX conversations_head ON conversations (head_id)
+        """,
+    )
+
+
+def m002_full_text_search(conn: Connection[Any]) -> None:
+    """The words of each message's text as a tsvector, with a GIN index.
+
+    chatkeep fills it when it stores a message, from the words it finds itself
+    (see :mod:`.postgres_search`); a message's text never changes afterwards.
+    """
+    _run(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN search tsvector NOT NULL DEFAULT ''::tsvector;
+        CREATE INDEX messages_search ON messages USING gin (search)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
+    m001_initial,
+    m002_full_text_search,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: Connection[Any]) -> int:
+    """The version recorded in the current schema (0 when chatkeep has never run there)."""
+    row = conn.execute("SELECT to_regclass('chatkeep_schema') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM chatkeep_schema").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection[Any], *, source: str) -> None:
+    """Bring the schema up to :data:`SCHEMA_VERSION` in one transaction.
+
+    ``conn`` is in autocommit mode. Processes starting at once are serialized
+    by a transaction-scoped advisory lock on the schema: the first migrates, the
+    others wait for it and then find the work done.
+    """
+    import psycopg
+
+    if schema_version(conn) == SCHEMA_VERSION:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))", (_LOCK_CLASS,)
+            )
+            _run(conn, """
+                CREATE TABLE IF NOT EXISTS chatkeep_schema (
+                    version     integer PRIMARY KEY,
+                    name        text NOT NULL,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )
+            """)
+            version = schema_version(conn)
+            if version > SCHEMA_VERSION:
+                raise MigrationError(
+                    f"{source}: database schema version {version} is newer than this chatkeep "
+                    f"understands ({SCHEMA_VERSION}); upgrade chatkeep"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](conn)
+                conn.execute(
+                    "INSERT INTO chatkeep_schema (version, name) VALUES (%s, %s)",
+                    (number + 1, MIGRATIONS[number].__name__),
+                )
+    except psycopg.Error as exc:
+        raise MigrationError(_explain(conn, source, exc)) from exc
+
+
+def _explain(conn: Connection[Any], source: str, exc: BaseException) -> str:
+    """Why chatkeep's tables could not be created, and what to do about it."""
+    import psycopg
+
+    schema = None
+    if not conn.closed:
+        try:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            schema = row[0] if row else None
+        except psycopg.Error:
+            pass
+    where = f"schema {schema!r}" if schema else "the database (no schema on search_path exists)"
+    reason = str(exc).strip().splitlines()[0]
+    hint = ""
+    if isinstance(exc, psycopg.errors.DuplicateTable):
+        hint = ("; another application's table has that name: give chatkeep its own schema "
+                "with ?options=-csearch_path%3Dchatkeep on the URL (after CREATE SCHEMA chatkeep)")
+    elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        hint = "; grant this user CREATE on the schema, or point search_path at a schema it owns"
+    elif isinstance(exc, psycopg.errors.InvalidSchemaName) or schema is None:
+        hint = "; create the schema named in search_path first"
+    return f"{source}: cannot create chatkeep's tables in {where}: {reason}{hint}"
