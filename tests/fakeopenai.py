@@ -51,10 +51,28 @@ them, as observed by tests/test_fakeopenai.py:
 
 All waits (`latency`, `delay`, `chunk_delay`, `slow`) end early when the
 server is closed, so a slow handler never blocks shutdown.
+
+`POST /v1/responses` (the Responses API) takes the same scripted replies from
+the same queue: `text(...)` becomes one assistant `message` item,
+`tool_calls([...])` one `function_call` item per call (`id` is the `call_id`),
+`response_items([...])` sends the given output items verbatim (a reasoning
+item with `encrypted_content`, say), and `text(..., finish_reason="length")`
+an `incomplete` response. Streamed, it sends named SSE events as the real API
+does (`event: <type>` plus `data:`, no `[DONE]`): `response.created`,
+`response.in_progress`, then per item `response.output_item.added`,
+`response.content_part.added`, `response.output_text.delta`... or
+`response.function_call_arguments.delta`..., `response.output_item.done`, and
+finally `response.completed` (or `response.incomplete`) with usage.
+`drop_after(n)` and `malformed_sse(n)` count these events; `end_without_done`
+ends the body cleanly before the terminal event; `no_choices()` answers a
+response with an empty `output`. Usage is in the Responses shape
+(`input_tokens`...): pass `responses_usage(...)`, or a chat-shaped
+`make_usage(...)`, which is converted.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import sys
@@ -87,6 +105,8 @@ __all__ = [
     "no_choices",
     "openai_client",
     "openai_server",
+    "response_items",
+    "responses_usage",
     "slow",
     "text",
     "tool_calls",
@@ -137,6 +157,7 @@ class Reply:
     headers: dict[str, str] | None = None
     body: str | None = None
     count: int = 0
+    items: tuple[dict[str, Any], ...] = ()
 
 
 # --- reply constructors -----------------------------------------------------
@@ -264,6 +285,35 @@ def json_for_stream(content: str = "ok") -> Reply:
 def end_without_done(content: str) -> Reply:
     """Streamed: chunks without finish_reason, then a clean end without [DONE]."""
     return Reply("end_without_done", content=content, finish_reason=None)
+
+
+def response_items(
+    items: list[dict[str, Any]],
+    *,
+    model: str | None = None,
+    usage: dict[str, Any] | None = None,
+    chunk_size: int = 4,
+    chunk_delay: float = 0.0,
+    delay: float = 0.0,
+) -> Reply:
+    """Responses API only: these output items, verbatim (streamed: each added, then done)."""
+    return Reply(
+        "items", items=tuple(copy.deepcopy(dict(i)) for i in items), model=model, usage=usage,
+        chunk_size=chunk_size, chunk_delay=chunk_delay, delay=delay,
+    )
+
+
+def responses_usage(
+    input_tokens: int, output_tokens: int, cached: int = 0, reasoning: int = 0
+) -> dict[str, Any]:
+    """A Responses API `usage` object."""
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 def slow(seconds: float, reply: Reply | None = None) -> Reply:
@@ -445,6 +495,136 @@ def _stream_plan(reply: Reply, body: dict[str, Any]) -> tuple[list[bytes], bool]
     return events, False
 
 
+# --- Responses API payloads (pure) ---------------------------------------------
+
+
+def _hex_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex * 2
+
+
+def _responses_usage(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    usage = reply.usage
+    if usage is not None and "input_tokens" in usage:
+        return dict(usage)
+    if usage is not None:  # chat-shaped, as make_usage() builds it
+        return responses_usage(
+            usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+            (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+            (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0),
+        )
+    said = (reply.content or "") + (reply.refusal or "") + "".join(c["name"] + c["arguments"] for c in reply.calls)
+    said += json.dumps(list(reply.items)) if reply.items else ""
+    return responses_usage(_estimate_tokens(json.dumps(body.get("input", ""))), _estimate_tokens(said))
+
+
+def _output_items(reply: Reply, status: str) -> list[dict[str, Any]]:
+    if reply.kind == "items":
+        return [copy.deepcopy(item) for item in reply.items]
+    if reply.kind == "no_choices":
+        return []
+    items: list[dict[str, Any]] = []
+    if reply.content or reply.refusal is not None or not reply.calls:
+        part = (
+            {"type": "refusal", "refusal": reply.refusal} if reply.refusal is not None
+            else {"type": "output_text", "annotations": [], "logprobs": [], "text": reply.content or ""}
+        )
+        items.append({"id": _hex_id("msg_"), "type": "message", "status": status, "content": [part],
+                      "role": "assistant"})
+    items += [
+        {"id": _hex_id("fc_"), "type": "function_call", "status": "completed", "arguments": c["arguments"],
+         "call_id": c["id"], "name": c["name"]}
+        for c in reply.calls
+    ]
+    return items
+
+
+def _response(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    """A whole `response` object, as the plain endpoint returns it and `response.completed` carries it."""
+    complete = reply.finish_reason != "length"
+    output = _output_items(reply, "completed" if complete else "incomplete")
+    now = int(time.time())
+    return {
+        "id": _hex_id("resp_"), "object": "response", "created_at": now,
+        "status": "completed" if complete else "incomplete", "background": False,
+        "completed_at": now if complete else None, "error": None,
+        "incomplete_details": None if complete else {"reason": "max_output_tokens"},
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "model": _model(reply, body), "output": output, "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None}, "service_tier": "default",
+        "store": body.get("store", True), "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []), "top_p": 1.0,
+        "truncation": "disabled", "usage": _responses_usage(reply, body), "user": None, "metadata": {},
+    }
+
+
+def _part_events(item: dict[str, Any], index: int, size: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    where = {"item_id": item.get("id", ""), "output_index": index}
+    for part_index, part in enumerate(item.get("content") or ()):
+        at = {**where, "content_index": part_index}
+        kind = part.get("type")
+        if kind not in ("output_text", "refusal"):
+            continue
+        key = "text" if kind == "output_text" else "refusal"
+        name = "output_text" if kind == "output_text" else "refusal"
+        extra = {"logprobs": []} if kind == "output_text" else {}
+        events.append({"type": "response.content_part.added", **at, "part": {**part, key: ""}})
+        events += [{"type": f"response.{name}.delta", **at, "delta": piece, **extra}
+                   for piece in _pieces(part.get(key) or "", size)]
+        events.append({"type": f"response.{name}.done", **at, key: part.get(key) or "", **extra})
+        events.append({"type": "response.content_part.done", **at, "part": part})
+    return events
+
+
+def _item_events(item: dict[str, Any], index: int, size: int) -> list[dict[str, Any]]:
+    started = {**item, "status": "in_progress"} if "status" in item else dict(item)
+    if item.get("type") == "message":
+        started["content"] = []
+    elif item.get("type") == "function_call":
+        started["arguments"] = ""
+    events: list[dict[str, Any]] = [{"type": "response.output_item.added", "output_index": index, "item": started}]
+    if item.get("type") == "message":
+        events += _part_events(item, index, size)
+    elif item.get("type") == "function_call":
+        where = {"item_id": item.get("id", ""), "output_index": index}
+        events += [{"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                   for piece in _pieces(item.get("arguments") or "", size)]
+        events.append({"type": "response.function_call_arguments.done", **where,
+                       "arguments": item.get("arguments") or "", "name": item.get("name")})
+    events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    return events
+
+
+def _named_sse(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _responses_stream_plan(reply: Reply, body: dict[str, Any]) -> tuple[list[bytes], bool]:
+    """The named SSE events for a streamed `/v1/responses` request, and whether to drop after them."""
+    final = _response(reply, body)
+    start = {**final, "status": "in_progress", "output": [], "usage": None, "completed_at": None,
+             "incomplete_details": None}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": start}, {"type": "response.in_progress", "response": start},
+    ]
+    for index, item in enumerate(final["output"]):
+        events += _item_events(item, index, reply.chunk_size)
+    if reply.kind != "end_without_done":
+        events.append({"type": f"response.{'completed' if final['status'] == 'completed' else 'incomplete'}",
+                       "response": final})
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+    if reply.kind in ("drop", "malformed_sse"):
+        sent = [_named_sse(e) for e in events[: reply.count]]
+        if reply.kind == "malformed_sse":
+            sent.append(b"event: response.output_text.delta\ndata: {not json\n\n")
+        return sent, reply.kind == "drop"
+    return [_named_sse(e) for e in events], False
+
+
 def _models_payload() -> dict[str, Any]:
     return {
         "object": "list",
@@ -504,6 +684,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._abort()
             elif self.command == "POST" and path == "/v1/chat/completions":
                 self._chat(fake._next_reply(), body if isinstance(body, dict) else {})
+            elif self.command == "POST" and path == "/v1/responses":
+                self._chat(fake._next_reply(), body if isinstance(body, dict) else {}, responses=True)
             elif self.command == "GET" and path == "/v1/models":
                 self._send_json(200, _models_payload())
             else:
@@ -535,7 +717,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # trailers
         return b"".join(parts)
 
-    def _chat(self, reply: Reply, body: dict[str, Any]) -> None:
+    def _chat(self, reply: Reply, body: dict[str, Any], *, responses: bool = False) -> None:
+        """Answer a chat completions request, or (`responses`) a Responses API one."""
         streamed = body.get("stream") is True
         if not self.server.fake._pause(reply.delay):
             self._abort()
@@ -546,9 +729,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif reply.kind == "malformed_json" or (reply.kind == "malformed_sse" and not streamed):
             self._send_body(200, _BROKEN_JSON, "application/json")
         elif not streamed or reply.kind == "json_for_stream":
-            self._send_plain(reply, body)
+            self._send_plain(reply, body, responses)
         else:
-            self._send_stream(reply, body)
+            self._send_stream(reply, body, responses)
 
     def _send_head(self, status: int, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -574,8 +757,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = json.dumps(_error_payload(reply.status, reply.message, reply.code)).encode()
         self._send_body(reply.status, data, content_type, extra)
 
-    def _send_plain(self, reply: Reply, body: dict[str, Any]) -> None:
-        data = json.dumps(_completion(reply, body)).encode()
+    def _send_plain(self, reply: Reply, body: dict[str, Any], responses: bool = False) -> None:
+        data = json.dumps(_response(reply, body) if responses else _completion(reply, body)).encode()
         if reply.kind != "drop":
             self._send_body(200, data, "application/json")
             return
@@ -583,8 +766,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data[: len(data) // 2])
         self._abort()
 
-    def _send_stream(self, reply: Reply, body: dict[str, Any]) -> None:
-        events, drop = _stream_plan(reply, body)
+    def _send_stream(self, reply: Reply, body: dict[str, Any], responses: bool = False) -> None:
+        events, drop = _responses_stream_plan(reply, body) if responses else _stream_plan(reply, body)
         headers = {"content-type": "text/event-stream; charset=utf-8", "transfer-encoding": "chunked",
                    "cache-control": "no-cache"}
         self._send_head(200, headers)
@@ -614,7 +797,7 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """Context manager: `with FakeOpenAI() as server:` starts it, exit stops it.
 
-    `script()` queues replies consumed one per chat request, in order; when
+    `script()` queues replies consumed one per chat or responses request, in order; when
     the queue is empty `default` answers. `latency` delays every request.
     """
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from ..messages import message_text
 from ..store.base import ConversationRecord, Store, StoredMessage
 from .common import db_option, json_option, open_db
 from .errors import fail, handle_errors
@@ -68,7 +67,7 @@ def _heading(stored: StoredMessage) -> str:
 def _print_branch(out: Output, messages: list[StoredMessage]) -> None:
     for stored in messages:
         out.line(_heading(stored), style="bold cyan")
-        out.markdown(message_text(stored.message) or "(no text)")
+        out.markdown(stored.text or "(no text)")
         out.line()
 
 
@@ -80,7 +79,7 @@ def _print_tree(out: Output, messages: list[StoredMessage], head_path: set[str])
     while stack:  # depth-first without recursion: branches can be thousands of messages deep
         stored, depth = stack.pop()
         mark = "*" if stored.id in head_path else " "
-        text = message_text(stored.message).replace("\n", " ")
+        text = stored.text.replace("\n", " ")
         out.line(f"{'  ' * depth}{mark} {stored.id} {stored.role}: {text[:70]}",
                  style="bold" if stored.id in head_path else None)
         siblings = children[stored.id]
@@ -108,7 +107,9 @@ def show(conversation_id: str, tree: bool, db: str | None, as_json: bool) -> Non
              style="dim")
     out.line()
     if tree:
-        _print_tree(out, store.find_messages(conversation_id, kind="chat"), {m.id for m in branch})
+        everything = store.find_messages(conversation_id, kind="chat")
+        everything += store.find_messages(conversation_id, kind="response_item")
+        _print_tree(out, sorted(everything, key=lambda m: m.created_at), {m.id for m in branch})
     else:
         _print_branch(out, branch)
 

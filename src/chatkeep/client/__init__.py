@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from .aio import AsyncChat, AsyncReplyStream
 from .record import record_chunks, record_completion, recording
+from .responses import AsyncResponsesChat, AsyncResponsesStream, ResponsesChat, ResponsesReply, ResponsesStream
 from .sync import Chat, ReplyStream
 from .turn import Reply, ReplyAccumulator
 
 __all__ = [
     "AsyncChat",
     "AsyncReplyStream",
+    "AsyncResponsesChat",
+    "AsyncResponsesStream",
     "Chat",
     "Reply",
     "ReplyAccumulator",
     "ReplyStream",
+    "ResponsesChat",
+    "ResponsesReply",
+    "ResponsesStream",
     "record_chunks",
     "record_completion",
     "recording",

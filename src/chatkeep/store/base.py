@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from ulid import ULID
 
 from ..errors import StoreError
+from ..items import item_role, response_item_text
 from ..messages import MessageDict, message_text
 
 if TYPE_CHECKING:
@@ -114,13 +115,21 @@ class StoredMessage:
 
     @property
     def role(self) -> str:
-        """The message's role, such as ``"user"`` or ``"assistant"``."""
-        return str(self.message.get("role", ""))
+        """The message's role, such as ``"user"`` or ``"assistant"`` (``"tool"`` for a function call's output)."""
+        return role_and_text(self.message, self.kind)[0] or ""
 
     @property
     def text(self) -> str:
         """The message's plain text (what search sees)."""
-        return message_text(self.message)
+        return role_and_text(self.message, self.kind)[1]
+
+
+def role_and_text(body: Mapping[str, Any], kind: str) -> tuple[str | None, str]:
+    """A stored body's role column and searchable text: Responses API items have their own shapes."""
+    if kind == "response_item":
+        return item_role(body), response_item_text(body)
+    role = body.get("role")
+    return (role if isinstance(role, str) else None), message_text(body)
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..messages import MessageDict
-from .base import MessageStatus
+from .base import MessageKind, MessageStatus
 
 __all__ = ["ImportConversation", "ImportMessage", "ImportSummary"]
 
@@ -25,6 +25,7 @@ class ImportMessage:
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    kind: MessageKind = "chat"
 
 
 @dataclass

@@ -142,7 +142,7 @@ class ConversationAccess:
             messages.append(ImportMessage(
                 stored.message, key=key, parent_key=parent, created_at=stored.created_at, model=stored.model,
                 status=stored.status, usage=stored.usage, finish_reason=stored.finish_reason,
-                metadata={**stored.metadata, "forked_from": stored.id},
+                metadata={**stored.metadata, "forked_from": stored.id}, kind=stored.kind,
             ))
             parent = key
         item = ImportConversation(

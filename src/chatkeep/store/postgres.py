@@ -38,6 +38,7 @@ from .base import (
     check_status,
     dumps,
     new_id,
+    role_and_text,
 )
 from .bulk import ImportConversation, ImportSummary
 from .conversation import ConversationAccess
@@ -352,9 +353,9 @@ class PostgresStore(ConversationAccess):
         """Validate and store one message in its own transaction, then return it."""
         check_status(status)
         body = validate_message(message) if kind in ("chat", "summary") else dict(message)
-        message_id, text = new_id(), searchable_text(body)
+        message_id, text = new_id(), searchable_text(body, kind)
         values = (
-            message_id, conversation_id, kind, body.get("role"), dumps(body), text, tsvector_text(text), status,
+            message_id, conversation_id, kind, role_and_text(body, kind)[0], dumps(body), text, tsvector_text(text), status,
             model, None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
             None if error is None else error.replace("\x00", "\ufffd"),  # a diagnostic: NUL cannot be stored
             None if token_counts is None else dumps(dict(token_counts)), dumps(dict(metadata or {})),

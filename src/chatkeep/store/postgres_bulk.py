@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..messages import message_text, validate_message
-from .base import check_conversation_id, check_status, dumps, new_id, storable_text
+from ..messages import validate_message
+from .base import check_conversation_id, check_status, dumps, new_id, role_and_text, storable_text
 from .bulk import ImportConversation, ImportSummary
 from .postgres_search import tsvector_text
 
@@ -23,13 +23,13 @@ _COPY_IMPORTED = (
 )
 
 
-def searchable_text(body: dict[str, Any]) -> str:
+def searchable_text(body: dict[str, Any], kind: str = "chat") -> str:
     """A message's plain text as PostgreSQL can store it.
 
     PostgreSQL text cannot hold NUL; a space stands in for it, separating words
     as SQLite's tokenizer does. The exact message stays in ``body``.
     """
-    return storable_text(message_text(body)).replace("\x00", " ")
+    return storable_text(role_and_text(body, kind)[1]).replace("\x00", " ")
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -83,11 +83,15 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
             if parent is None:
                 raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
         check_status(imported.status)
-        body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        if imported.kind in ("chat", "summary"):
+            body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        else:
+            body = dict(imported.message)
         message_id = new_id()
-        text = searchable_text(body)
+        text = searchable_text(body, imported.kind)
         rows.append((
-            message_id, conversation_id, parent, "chat", body.get("role"), dumps(body), text, tsvector_text(text),
+            message_id, conversation_id, parent, imported.kind, role_and_text(body, imported.kind)[0], dumps(body),
+            text, tsvector_text(text),
             utc(imported.created_at) or now, imported.status, imported.model,
             None if imported.usage is None else dumps(imported.usage), imported.finish_reason,
             dumps(imported.metadata), imported.key,

@@ -112,7 +112,7 @@ def search_in(
     if tsquery is None:
         return []
     params: dict[str, Any] = {"query": tsquery}
-    where = ["m.search @@ q.query", "m.kind = 'chat'"]
+    where = ["m.search @@ q.query", "m.kind <> 'summary'"]
     for name, clause, value in (
         ("conversation_id", "m.conversation_id = %(conversation_id)s", conversation_id),
         ("role", "m.role = %(role)s", role),

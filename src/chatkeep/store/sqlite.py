@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConversationNotFound, MessageNotFound, StoreError
-from ..messages import message_text, validate_message
+from ..messages import validate_message
 from .base import (
     HEAD,
     ConversationRecord,
@@ -37,6 +37,7 @@ from .base import (
     format_time,
     new_id,
     parse_time,
+    role_and_text,
     storable_text,
     utcnow,
 )
@@ -294,6 +295,7 @@ class SQLiteStore(ConversationAccess):
         """Validate and store one message in its own transaction, then return it."""
         check_status(status)
         body = validate_message(message) if kind in ("chat", "summary") else dict(message)
+        role, text = role_and_text(body, kind)
         message_id, now = new_id(), utcnow()
         with self._write() as db:
             head = self._require_conversation(db, conversation_id)
@@ -305,8 +307,8 @@ class SQLiteStore(ConversationAccess):
                 " created_at, status, model, usage, latency_ms, finish_reason, error,"
                 " token_counts, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    message_id, conversation_id, parent, kind, body.get("role"), dumps(body),
-                    storable_text(message_text(body)), format_time(now), status, model,
+                    message_id, conversation_id, parent, kind, role, dumps(body),
+                    storable_text(text), format_time(now), status, model,
                     None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
                     error, None if token_counts is None else dumps(dict(token_counts)),
                     dumps(dict(metadata or {})),
@@ -452,12 +454,16 @@ class SQLiteStore(ConversationAccess):
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
         """Replies and prompt/completion tokens by model, over one conversation or the store."""
-        where = "role = 'assistant' AND kind = 'chat'" + (" AND conversation_id = ?" if conversation_id else "")
+        # Responses API items carry usage as input/output tokens, on a response's last output item.
+        where = "role = 'assistant' AND kind IN ('chat', 'response_item')"
+        where += " AND conversation_id = ?" if conversation_id else ""
         rows = self._all(
-            "SELECT coalesce(model, 'unknown'), count(*),"
-            " coalesce(sum(json_extract(usage, '$.prompt_tokens')), 0),"
-            f" coalesce(sum(json_extract(usage, '$.completion_tokens')), 0) FROM messages WHERE {where}"
-            " GROUP BY 1 ORDER BY 1",
+            "SELECT coalesce(model, 'unknown'),"
+            " sum(CASE WHEN kind = 'chat' OR usage IS NOT NULL THEN 1 ELSE 0 END),"
+            " coalesce(sum(coalesce(json_extract(usage, '$.prompt_tokens'), json_extract(usage, '$.input_tokens'))), 0),"
+            " coalesce(sum(coalesce(json_extract(usage, '$.completion_tokens'),"
+            " json_extract(usage, '$.output_tokens'))), 0)"
+            f" FROM messages WHERE {where} GROUP BY 1 ORDER BY 1",
             (conversation_id,) if conversation_id else (),
         )
         return {r[0]: {"replies": r[1], "prompt_tokens": r[2], "completion_tokens": r[3]} for r in rows}

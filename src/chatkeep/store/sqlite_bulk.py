@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from ..messages import message_text, validate_message
-from .base import StoredMessage, check_conversation_id, check_status, dumps, format_time, new_id, storable_text, utcnow
+from ..messages import validate_message
+from .base import (
+    StoredMessage, check_conversation_id, check_status, dumps, format_time, new_id, role_and_text, storable_text, utcnow,
+)
 from .bulk import ImportConversation, ImportSummary
 from .search import MARK_CLOSE, MARK_OPEN, SearchHit, fts5_query, parse_query
 
@@ -58,12 +60,16 @@ def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> I
             if parent is None:
                 raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
         check_status(imported.status)
-        body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        if imported.kind in ("chat", "summary"):
+            body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        else:
+            body = dict(imported.message)
+        role, text = role_and_text(body, imported.kind)
         message_id = new_id()
         db.execute(
             "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-            " model, usage, finish_reason, metadata, source_key) VALUES (?, ?, ?, 'chat', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message_id, conversation_id, parent, body.get("role"), dumps(body), storable_text(message_text(body)),
+            " model, usage, finish_reason, metadata, source_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (message_id, conversation_id, parent, imported.kind, role, dumps(body), storable_text(text),
              _time(imported.created_at, now), imported.status, imported.model,
              None if imported.usage is None else dumps(imported.usage), imported.finish_reason,
              dumps(imported.metadata), imported.key),
@@ -117,7 +123,7 @@ def search_in(
     terms = parse_query(query)
     if not terms:
         return []
-    where, params = ["messages_fts MATCH ?", "m.kind = 'chat'"], [fts5_query(terms)]
+    where, params = ["messages_fts MATCH ?", "m.kind <> 'summary'"], [fts5_query(terms)]
     for clause, value in (
         ("m.conversation_id = ?", conversation_id), ("m.role = ?", role), ("m.model LIKE ? || '%'", model),
         ("m.created_at >= ?", since and format_time(since)), ("m.created_at < ?", until and format_time(until)),
