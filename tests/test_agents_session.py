@@ -37,11 +37,14 @@ def no_tracing() -> None:
     agents.set_tracing_disabled(True)
 
 
-# One line per backend: add "postgres" to params once its store takes response items.
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "agents.db"
-    opened = open_store(target)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "agents.db")
+
+
+@pytest.fixture
+def store(store_target: str) -> Iterator[SQLiteStore]:
+    opened = open_store(store_target)
     yield opened
     opened.close()
 
@@ -141,7 +144,7 @@ def test_a_failed_run_keeps_the_users_input(openai_server: FakeOpenAI, store: SQ
     assert kinds(items_of(session)) == ["user", "user", "message"]
 
 
-def test_items_round_trip_losslessly(store: SQLiteStore, samples: Path, tmp_path: Path) -> None:
+def test_items_round_trip_losslessly(store: SQLiteStore, store_target: str, samples: Path) -> None:
     from openai.types.responses import ResponseFunctionToolCall
 
     traffic = json.loads((samples / SAMPLE).read_text())
@@ -153,7 +156,7 @@ def test_items_round_trip_losslessly(store: SQLiteStore, samples: Path, tmp_path
     asyncio.run(session.add_items([*recorded, newer, sdk_object]))
     expected = [*recorded, newer, {"type": "function_call", "call_id": "call_z", "name": "f", "arguments": "{}"}]
     assert items_of(session) == expected
-    reopened = ChatkeepSession("lossless", open_store(tmp_path / "agents.db"))
+    reopened = ChatkeepSession("lossless", open_store(store_target))
     assert items_of(reopened) == expected
 
 

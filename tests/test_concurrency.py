@@ -24,8 +24,10 @@ for i in range(int(sys.argv[4])):
 """
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
     return str(tmp_path / "concurrent.db")
 
 
@@ -48,4 +50,4 @@ def test_concurrent_writers_lose_nothing(target: str, layout: str, tmp_path: Pat
     assert len(seen) == WRITERS * APPENDS == store.count_messages()
     for n in range(WRITERS):
         assert [t for t in seen if t.startswith(f"{n}:")] == [f"{n}:{i}" for i in range(APPENDS)]
-    print(f"\nconcurrency figures: {layout}: {WRITERS} processes x {APPENDS} appends, {len(seen)} present, 0 lost")
+    print(f"\nconcurrency figures: {target.split(':')[0]} {layout}: {WRITERS} processes x {APPENDS} appends, {len(seen)} present, 0 lost")

@@ -19,7 +19,7 @@ import pytest
 from crash_writer import digest
 from fakeopenai import FakeOpenAI, text
 
-from chatkeep import open_store
+from chatkeep import ConversationNotFound, open_store
 
 TRIALS = int(os.environ.get("CHATKEEP_CRASH_TRIALS", "8"))
 WRITER = Path(__file__).with_name("crash_writer.py")
@@ -42,19 +42,40 @@ def run_and_kill(target: str, log: Path, seed: int, base_url: str | None) -> Non
     assert writer.returncode == -signal.SIGKILL, errors.read_text()
 
 
+def _forget(url: str) -> None:
+    """Each PostgreSQL trial starts afresh in the test's schema."""
+    store = open_store(url)
+    try:
+        store.delete_conversation("crash")
+    except ConversationNotFound:
+        pass
+    finally:
+        store.close()
+
+
 def promised(log: Path) -> list[tuple[str, str]]:
     lines = log.read_text().splitlines()[1:]
     return [tuple(line.split("\t")) for line in lines if line.count("\t") == 1]  # type: ignore[misc]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.mark.parametrize("with_turns", [False, True], ids=["appends", "appends-and-turns"])
-def test_sqlite_keeps_every_returned_write_through_sigkill(tmp_path: Path, with_turns: bool) -> None:
+def test_a_database_keeps_every_returned_write_through_sigkill(
+    tmp_path: Path, with_turns: bool, backend: str, request: pytest.FixtureRequest
+) -> None:
     checked = 0
+    postgres = request.getfixturevalue("postgres_url") if backend == "postgres" else None
     with FakeOpenAI() as server:
         server.default = text("a reply that streams in several chunks", chunk_size=6)
         for trial in range(TRIALS):
-            db, log = tmp_path / f"crash-{trial}.db", tmp_path / f"crash-{trial}.log"
-            run_and_kill(str(db), log, 1000 + trial, server.base_url if with_turns else None)
+            db, log = postgres or str(tmp_path / f"crash-{trial}.db"), tmp_path / f"crash-{trial}.log"
+            if postgres and trial:
+                _forget(postgres)
+            run_and_kill(db, log, 1000 + trial, server.base_url if with_turns else None)
             store = open_store(db)
             assert store.check_integrity() == []
             for message_id, expected in promised(log):
@@ -62,7 +83,7 @@ def test_sqlite_keeps_every_returned_write_through_sigkill(tmp_path: Path, with_
                 checked += 1
             store.close()
     assert checked > TRIALS  # the writers really wrote before they were killed
-    print(f"\ncrash figures: sqlite {'with turns' if with_turns else 'appends'}: {TRIALS} kills, "
+    print(f"\ncrash figures: {backend} {'with turns' if with_turns else 'appends'}: {TRIALS} kills, "
           f"{checked} returned writes checked, 0 lost")
 
 
