@@ -165,3 +165,15 @@ def test_the_cli_reference_is_up_to_date() -> None:
 
     reference = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     assert reference.read_text() == render(), "docs/cli.md is stale: run python -m chatkeep.cli.reference > docs/cli.md"
+
+
+def test_branches_and_switch(db: Path) -> None:
+    store = open_store(db)
+    conv = store.new_conversation("b")
+    question = conv.append({"role": "user", "content": "Pick a colour"})
+    red = conv.append({"role": "assistant", "content": "Red"})
+    conv.append({"role": "assistant", "content": "Blue"}, parent_id=question.id)
+    env = environment(db)
+    assert normalize(run(env, "branches", "b").out) == "\t<id1>\t2\tassistant: Red\n*\t<id2>\t2\tassistant: Blue\n"
+    assert run(env, "switch", "b", red.id).code == 0
+    assert [b["current"] for b in json.loads(run(env, "branches", "b", "--json").out)] == [True, False]

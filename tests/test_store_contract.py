@@ -218,3 +218,19 @@ def test_delete_leaves_other_conversations(db_store: SQLiteStore) -> None:
 def test_bad_conversation_ids_are_refused(db_store: SQLiteStore, bad: str) -> None:
     with pytest.raises(StoreError, match="conversation id"):
         db_store.create_conversation(bad)
+
+
+def test_edit_starts_a_branch_and_branches_lists_them(db_store: SQLiteStore) -> None:
+    conv = db_store.new_conversation("x")
+    question = conv.append(user("What is 2+2?"))
+    conv.append({"role": "assistant", "content": "4"})
+    edited = conv.edit(question.id, user("What is 3+3?"))
+    answer = conv.append({"role": "assistant", "content": "6"})
+    assert conv.messages == [user("What is 3+3?"), {"role": "assistant", "content": "6"}]
+    found = conv.branches()
+    assert [(b.tip.message["content"], b.length, b.current) for b in found] == [("4", 2, False), ("6", 2, True)]
+    conv.set_head(found[0].tip.id)  # back to the first branch
+    assert conv.messages == [user("What is 2+2?"), {"role": "assistant", "content": "4"}]
+    assert edited.parent_id is None and answer.parent_id == edited.id
+    with pytest.raises(MessageNotFound):
+        db_store.new_conversation("y").edit(question.id, user("not mine"))

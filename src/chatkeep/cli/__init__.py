@@ -26,10 +26,10 @@ def main() -> None:
 
 def _register() -> None:
     from .chat import chat
-    from .commands import fork, list_, path, rename, rm, search, show, stats
+    from .commands import branches, fork, list_, path, rename, rm, search, show, stats, switch
     from .transfer import export, import_
 
-    for command in (chat, list_, show, search, export, import_, fork, rename, rm, stats, path):
+    for command in (chat, list_, show, branches, switch, search, export, import_, fork, rename, rm, stats, path):
         main.add_command(command)
 
 

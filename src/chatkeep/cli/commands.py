@@ -14,7 +14,7 @@ from .common import db_option, json_option, open_db
 from .errors import fail, handle_errors
 from .output import Output, short_time
 
-__all__ = ["fork", "list_", "path", "rename", "rm", "search", "show", "stats"]
+__all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show", "stats", "switch"]
 
 
 def _conversation_row(store: Store, record: ConversationRecord) -> dict[str, Any]:
@@ -147,6 +147,36 @@ def search(query: str, conversation_id: str | None, role: str | None, model: str
 
 def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(timezone.utc)
+
+
+@click.command()
+@click.argument("conversation_id")
+@db_option
+@json_option
+@handle_errors
+def branches(conversation_id: str, db: str | None, as_json: bool) -> None:
+    """List a conversation's branches (* marks the current one); switch with chatkeep switch."""
+    store = open_db(db)
+    found = store.conversation(conversation_id).branches()
+    out = Output()
+    if as_json:
+        out.json([{"tip": b.tip.id, "length": b.length, "current": b.current, "role": b.tip.role,
+                   "text": b.tip.text, "created_at": b.tip.created_at} for b in found])
+        return
+    out.table(["", "tip", "messages", "last message"], [
+        ["*" if b.current else "", b.tip.id, str(b.length), f"{b.tip.role}: {b.tip.text[:60]}".replace("\n", " ")]
+        for b in found
+    ])
+
+
+@click.command()
+@click.argument("conversation_id")
+@click.argument("message_id")
+@db_option
+@handle_errors
+def switch(conversation_id: str, message_id: str, db: str | None) -> None:
+    """Move a conversation's head to MESSAGE_ID: continue from there, on its branch."""
+    open_db(db).set_head(conversation_id, message_id)
 
 
 @click.command()

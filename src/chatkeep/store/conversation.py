@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConversationNotFound
+from ..errors import ConversationNotFound, MessageNotFound
 from ..messages import MessageDict
 from .base import ConversationRecord, Store, StoredMessage
 
-__all__ = ["Conversation", "ConversationAccess"]
+__all__ = ["Branch", "Conversation", "ConversationAccess"]
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a conversation: its newest message, how many messages lead to it, and
+    whether the head is on it (``conversation.set_head(branch.tip.id)`` switches to it)."""
+
+    tip: StoredMessage
+    length: int
+    current: bool
 
 
 class Conversation:
@@ -82,6 +93,37 @@ class Conversation:
             if len(tail) < size:  # the whole branch holds no user message: nothing to undo
                 return tail[-1] if tail else None
             size *= 4
+
+    def edit(self, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
+        """Replace an earlier message on a new branch: a sibling of it, which becomes the head.
+
+        The original message and everything after it stay in the store, on their branch.
+        """
+        original = self.store.get_message(message_id)
+        if original.conversation_id != self.id:
+            raise MessageNotFound(message_id, self.id)
+        return self.store.append(self.id, message, parent_id=original.parent_id)
+
+    def branches(self) -> list[Branch]:
+        """Every branch of the conversation (one per leaf message), the current one marked, oldest first."""
+        messages = [m for m in self.store.find_messages(self.id, kind="chat")]
+        messages += self.store.find_messages(self.id, kind="response_item")
+        by_id = {m.id: m for m in messages}
+        parents = {m.parent_id for m in messages}
+        head = self.record.head_id
+        on_head: set[str] = set()
+        cursor = by_id.get(head) if head else None
+        while cursor is not None:  # the current branch, from the head back to its root
+            on_head.add(cursor.id)
+            cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
+        result = []
+        for tip in sorted((m for m in messages if m.id not in parents), key=lambda m: m.created_at):
+            depth, cursor = 0, tip
+            while cursor is not None:
+                depth += 1
+                cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
+            result.append(Branch(tip=tip, length=depth, current=tip.id in on_head))
+        return result
 
     def delete(self) -> None:
         """Delete the conversation and all its messages."""
