@@ -104,3 +104,9 @@ def test_message_text_covers_parts_refusals_and_tool_calls() -> None:
         "tool_calls": [{"id": "c", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}],
     }
     assert message_text(message) == 'Checking.\nweather\n{"city": "Paris"}'
+
+
+def test_only_assistant_messages_carry_tool_calls() -> None:
+    # Found by fuzzing the importers: message_text then raised a TypeError inside the store.
+    with pytest.raises(MessageError, match=r"message\.tool_calls: only assistant messages carry tool_calls"):
+        validate_message({"role": "user", "content": "", "tool_calls": 1})

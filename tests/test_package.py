@@ -10,7 +10,7 @@ import chatkeep
 
 def test_public_names_are_exactly_all() -> None:
     public = {name for name in vars(chatkeep) if not name.startswith("_")}
-    modules = {"client", "context", "errors", "integrations", "items", "messages", "redact", "store", "cli", "annotations"}
+    modules = {"client", "context", "errors", "formats", "integrations", "items", "messages", "redact", "store", "cli", "annotations"}
     assert public - modules == set(chatkeep.__all__)
 
 

@@ -198,6 +198,8 @@ def validate_message(message: object, *, field: str = "message") -> MessageDict:
     if role not in ROLES:
         raise _fail(f"{field}.role", f"unknown role {role!r} (expected one of {', '.join(sorted(ROLES))})")
     _expect_str(message.get("name"), f"{field}.name", optional=role != "function")
+    if role != "assistant" and message.get("tool_calls") is not None:
+        raise _fail(f"{field}.tool_calls", "only assistant messages carry tool_calls")
     if role == "assistant":
         _check_assistant(message, field)
     elif role == "function":
@@ -257,7 +259,8 @@ def message_text(message: Mapping[str, Any]) -> str:
     texts = _content_text(message.get("content"))
     if isinstance(message.get("refusal"), str):
         texts.append(message["refusal"])
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         if isinstance(call, Mapping):
             body = call.get("function") or call.get("custom") or {}
             if isinstance(body, Mapping):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import IO
 
 import click
 
@@ -76,12 +74,7 @@ def export(conversation_ids: tuple[str, ...], everything: bool, format_: str, br
     if output is None:
         write_conversations(store, ids, format_, sys.stdout, branch=branch)
         return
-    with Output().progress(f"Exporting to {output.name}"), _private_file(output) as handle:
-        write_conversations(store, ids, format_, handle, branch=branch)
+    with Output().progress(f"Exporting to {output.name}"):
+        # Given a path, the exporter writes atomically (temporary file, rename) and owner-only.
+        write_conversations(store, ids, format_, output, branch=branch)
     click.echo(f"Wrote {output}", err=True)
-
-
-def _private_file(path: Path) -> IO[str]:
-    """Open ``path`` for writing; a file chatkeep creates is readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return open(fd, "w", encoding="utf-8", newline="")

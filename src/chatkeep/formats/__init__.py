@@ -1,0 +1,40 @@
+"""Importers and exporters: ChatGPT exports, fine-tuning JSONL, ShareGPT, the tutorial's file.
+
+```python
+from chatkeep import open_store
+from chatkeep.formats import read_conversations, write_conversations
+
+store = open_store()
+warnings: list[str] = []  # without it, a record that cannot be imported stops the import
+summary = store.import_conversations(read_conversations("chatgpt-export.zip", warnings=warnings))
+write_conversations(store, summary.conversation_ids, "markdown", "export.md")
+```
+
+Imports stream: a 200 MB ChatGPT export is read one conversation at a time,
+and ``store.import_conversations`` writes them all in one transaction, so a
+failure anywhere leaves the store as it was.
+
+Importing the same file twice adds nothing. Every conversation and message
+carries a source key that does not depend on where the file lies or when it
+is read:
+
+==========  ==============================================  ===========================
+format      conversation key                                message key
+==========  ==============================================  ===========================
+chatgpt     ``chatgpt:<conversation id>``                   the node id
+jsonl       ``jsonl:<hash of the record>``                  its position
+sharegpt    ``sharegpt:<hash of the record>``               its position
+messages    ``messages:<hash of the opening messages>``     hash of the path up to it
+==========  ==============================================  ===========================
+
+So a later ChatGPT export adds only new turns, a grown tutorial file adds
+only the turns appended since, and an edited one adds a branch.
+"""
+
+from __future__ import annotations
+
+from .detect import IMPORT_FORMATS, detect_format
+from .export import EXPORT_FORMATS, write_conversations
+from .read import read_conversations
+
+__all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "detect_format", "read_conversations", "write_conversations"]

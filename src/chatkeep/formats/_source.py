@@ -1,0 +1,309 @@
+"""Reading import files: opening them (plain, or a ChatGPT export zip), streaming JSON, reporting problems.
+
+Everything here keeps memory bounded by one record, whatever the file's size:
+top-level JSON arrays are parsed one element at a time, JSON Lines one line
+at a time, and a zip entry is decompressed as it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import IO, Any, Union
+
+import ijson
+from ijson.common import ObjectBuilder
+
+from ..errors import FormatError, MessageError
+from ..messages import MessageDict, validate_message
+
+__all__ = [
+    "MAX_DEPTH",
+    "PathLike",
+    "Report",
+    "checked_message",
+    "content_hash",
+    "epoch",
+    "first_line",
+    "json_array",
+    "json_lines",
+    "open_export",
+    "open_plain",
+    "too_deep",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: How deeply one record may nest. Real files stay near 12 levels; the limit
+#: exists because the C parser's cost grows with the square of the depth, so a
+#: 20 KB file of ``[[[[...`` would otherwise take a gigabyte.
+MAX_DEPTH = 100
+#: The longest JSON Lines record read; longer lines are reported, not loaded.
+MAX_LINE_BYTES = 64 * 2**20
+#: Zip entries beyond this uncompressed size, or compressed more than
+#: MAX_ZIP_RATIO times (when over ZIP_RATIO_FLOOR, where ratios start to mean
+#: something), are refused as likely zip bombs.
+MAX_ZIP_ENTRY = 2 * 2**30
+MAX_ZIP_RATIO = 200
+ZIP_RATIO_FLOOR = 2**20
+EXPORT_ENTRY = "conversations.json"
+
+_BOM = b"\xef\xbb\xbf"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_STARTS = frozenset(("start_map", "start_array"))
+_ENDS = frozenset(("end_map", "end_array"))
+# What a damaged file or archive raises while it is read.
+READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+class Report:
+    """Where an importer sends the records it skips and the repairs it makes.
+
+    Without a ``warnings`` list an import is strict: a record that would be
+    skipped raises its ``FormatError`` instead. With one, the record is left out
+    and the error's text (``file:line: reason``) is appended.
+    """
+
+    def __init__(self, label: str, warnings: list[str] | None) -> None:
+        self.label = label
+        self.warnings = warnings
+
+    def skip(self, error: FormatError) -> None:
+        """A record cannot be imported: raise when strict, else note it and go on."""
+        if self.warnings is None:
+            raise error
+        self.warnings.append(str(error))
+
+    def note(self, reason: str, *, line: int | None = None) -> None:
+        """Something was repaired and nothing was lost: tell a caller who asked."""
+        if self.warnings is not None:
+            self.warnings.append(str(FormatError(reason, file=self.label, line=line)))
+
+
+def checked_message(message: Any, field: str, label: str, line: int | None = None) -> MessageDict:
+    """Validate a message for import; a problem becomes a FormatError naming the file, line and field."""
+    try:
+        return validate_message(message, field=field)
+    except MessageError as exc:
+        raise FormatError(str(exc), file=label, line=line) from exc
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line: the C parser appends the input with a caret below it."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def content_hash(value: Any) -> str:
+    """A stable hash of a JSON value: key order and spacing in the file do not matter."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
+def epoch(value: Any) -> datetime | None:
+    """A Unix time in seconds as an aware UTC datetime; ``None`` when absent or absurd."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a parsed value nests deeper than ``limit`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _skip_bom(stream: IO[bytes]) -> IO[bytes]:
+    if stream.read(3) != _BOM:
+        stream.seek(0)
+    return stream
+
+
+@contextmanager
+def open_plain(path: PathLike) -> Iterator[IO[bytes]]:
+    """Open a file for reading as bytes, past a UTF-8 byte order mark; a zip is refused."""
+    label = os.fspath(path)
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise FormatError(f"cannot open: {exc.strerror or exc}", file=label) from exc
+    with stream:
+        if stream.read(4) in _ZIP_MAGIC:
+            raise FormatError("a zip archive: only ChatGPT export zips can be imported (format 'chatgpt')",
+                              file=label)
+        stream.seek(0)
+        yield _skip_bom(stream)
+
+
+def _check_entries(archive: zipfile.ZipFile, label: str) -> None:
+    for info in archive.infolist():
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise FormatError(f"unsafe entry name {name!r} (absolute, or leading out of the archive)", file=label)
+        if info.file_size > MAX_ZIP_ENTRY:
+            raise FormatError(f"entry {name!r} claims {info.file_size} bytes uncompressed (over 2 GiB)", file=label)
+        if info.file_size > ZIP_RATIO_FLOOR and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise FormatError(
+                f"entry {name!r} is compressed {info.file_size // max(info.compress_size, 1)} times"
+                f" (over {MAX_ZIP_RATIO}): refusing a likely zip bomb", file=label,
+            )
+
+
+def _export_entry(archive: zipfile.ZipFile, label: str) -> zipfile.ZipInfo:
+    candidates = [info for info in archive.infolist()
+                  if not info.is_dir() and info.filename.replace("\\", "/").split("/")[-1] == EXPORT_ENTRY]
+    if not candidates:
+        raise FormatError(f"a zip archive without {EXPORT_ENTRY}: not a ChatGPT data export", file=label)
+    # The export keeps it at the top; a re-zipped folder puts it one level down.
+    return min(candidates, key=lambda info: info.filename.count("/"))
+
+
+@contextmanager
+def open_export(path: PathLike) -> Iterator[tuple[IO[bytes], str]]:
+    """Open a ChatGPT export, a ``conversations.json`` or a zip holding one, and the label errors use.
+
+    A zip is checked whole before anything is read: entries named outside the
+    archive (``../x``, ``/etc/x``), and absurd sizes or compression ratios,
+    refuse the file.
+    """
+    label = os.fspath(path)
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise FormatError(f"cannot open: {exc.strerror or exc}", file=label) from exc
+    with stream:
+        if stream.read(4) not in _ZIP_MAGIC:
+            stream.seek(0)
+            yield _skip_bom(stream), label
+            return
+        stream.seek(0)
+        try:
+            archive = zipfile.ZipFile(stream)
+        except (*READ_ERRORS, ValueError) as exc:
+            raise FormatError(f"not a readable zip archive: {first_line(exc)}", file=label) from exc
+        with archive:
+            _check_entries(archive, label)
+            entry = _export_entry(archive, label)
+            inner = f"{label}!{entry.filename}"
+            try:
+                member = archive.open(entry)
+            except (*READ_ERRORS, ValueError) as exc:
+                raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
+            with member:
+                try:
+                    _skip_bom(member)  # an entry of a file on disk can seek back to 0
+                except (*READ_ERRORS, ValueError) as exc:
+                    raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
+                yield member, inner
+
+
+def json_array(stream: IO[bytes], label: str, what: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, element)`` for each element of a top-level JSON array, one at a time.
+
+    Events from the C parser's basic mode are folded into one element at a
+    time, with a depth limit; ``what`` names the elements in errors
+    (``conversations[3]``).
+    """
+    count, depth = 0, 0
+    builder: Any = None
+    try:
+        events = ijson.basic_parse(stream, use_float=True)
+        for event, value in events:
+            if depth == 1:
+                if event == "end_array":
+                    depth = 0
+                elif event in _STARTS:
+                    depth, builder = 2, ObjectBuilder()
+                    builder.event(event, value)
+                else:
+                    yield count, value
+                    count += 1
+                continue
+            if depth == 0:
+                if event != "start_array":
+                    raise FormatError(f"expected a JSON array of {what}", file=label)
+                depth = 1
+                continue
+            builder.event(event, value)
+            if event in _STARTS:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise FormatError(f"{what}[{count}]: nested deeper than {MAX_DEPTH} levels", file=label)
+            elif event in _ENDS:
+                depth -= 1
+                if depth == 1:
+                    yield count, builder.value
+                    count += 1
+                    builder = None
+    except ijson.JSONError as exc:
+        raise FormatError(f"invalid JSON in or after {what}[{count}]: {first_line(exc)}", file=label) from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{what}[{count}]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
+    except READ_ERRORS as exc:
+        raise FormatError(f"cannot read past {what}[{count}]: {first_line(exc)}", file=label) from exc
+
+
+def _read_line(stream: IO[bytes]) -> tuple[bytes, bool]:
+    """One line, or its first MAX_LINE_BYTES and the rest skipped; says whether it was cut."""
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+        return line, False
+    while True:
+        rest = stream.readline(MAX_LINE_BYTES)
+        if not rest or rest.endswith(b"\n"):
+            return line, True
+
+
+def json_lines(stream: IO[bytes], label: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, value)`` per non-blank line; for a line that is not JSON the value is a FormatError."""
+    number = 0
+    while True:
+        try:
+            raw, cut = _read_line(stream)
+        except READ_ERRORS as exc:
+            raise FormatError(f"cannot read past line {number}: {first_line(exc)}", file=label) from exc
+        if not raw:
+            return
+        number += 1
+        if cut:
+            yield number, FormatError(f"line longer than {MAX_LINE_BYTES} bytes", file=label, line=number)
+            continue
+        if not raw.strip():
+            continue
+        yield number, _parse_line(raw, label, number)
+
+
+def _parse_line(raw: bytes, label: str, number: int) -> Any:
+    try:
+        value = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return FormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=label, line=number)
+    except json.JSONDecodeError as exc:
+        return FormatError(f"invalid JSON: {exc.msg}", file=label, line=number, column=exc.colno)
+    except RecursionError:
+        return FormatError(f"nested deeper than {MAX_DEPTH} levels", file=label, line=number)
+    if too_deep(value):
+        return FormatError(f"nested deeper than {MAX_DEPTH} levels", file=label, line=number)
+    return value

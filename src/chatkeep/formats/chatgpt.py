@@ -1,0 +1,190 @@
+"""Importing a ChatGPT data export: its ``conversations.json``, or the export's zip.
+
+Every branch is kept. The export's ``mapping`` is a tree of nodes; each node
+whose message is kept becomes a stored message under its nearest kept
+ancestor, so leaving out the empty root and hidden system nodes never
+disconnects the tree. ``current_node`` becomes the head (when it is missing,
+the newest leaf, with a warning). A conversation whose tree is damaged (a
+node whose parent is missing, a cycle) is imported as far as it is sound.
+
+Keys: a conversation is ``chatgpt:<conversation id>`` and each message its
+node id, so importing a later export of the same account adds only the turns
+that are new and moves the head to the newer current node. How message
+contents are mapped is described in :mod:`.chatgpt_content`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from ..errors import FormatError
+from ..store.base import MessageStatus
+from ..store.bulk import ImportConversation, ImportMessage
+from ._source import PathLike, Report, checked_message, content_hash, epoch, json_array, open_export
+from .chatgpt_content import map_message
+
+__all__ = ["read_chatgpt"]
+
+_STATUS: dict[str, MessageStatus] = {
+    "finished_successfully": "complete",
+    "in_progress": "incomplete",
+    "finished_partial_completion": "incomplete",
+}
+_FINISH_REASONS = {"stop": "stop", "max_tokens": "length"}
+
+
+def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
+    """Yield the conversations of a ChatGPT export one at a time."""
+    with open_export(path) as (stream, label):
+        report = Report(label, warnings)
+        for index, item in json_array(stream, label, "conversations"):
+            try:
+                conversation = _conversation(item, f"conversations[{index}]", report)
+            except FormatError as error:
+                report.skip(error)
+                continue
+            if conversation is not None:
+                yield conversation
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _walk(nodes: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """Node ids with every parent before its children, and the nodes whose parent is missing.
+
+    Siblings keep the order of their parent's ``children`` list (the order
+    ChatGPT made them in). Nodes on a cycle are never reached and so left out.
+    """
+    children: dict[str | None, list[str]] = {}
+    orphans: dict[str, str] = {}
+    for key, node in nodes.items():
+        parent = node.get("parent")
+        if parent is not None and (not isinstance(parent, str) or parent not in nodes or parent == key):
+            orphans[key] = str(parent)
+            parent = None
+        children.setdefault(parent, []).append(key)
+    order: list[str] = []
+    seen: set[str] = set()
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        key = stack.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        order.append(key)
+        kids = children.get(key, [])
+        listed = nodes[key].get("children")
+        if isinstance(listed, list) and len(kids) > 1:
+            rank = {child: i for i, child in enumerate(listed) if isinstance(child, str)}
+            kids = sorted(kids, key=lambda child: rank.get(child, len(rank)))
+        stack.extend(reversed(kids))
+    return order, orphans
+
+
+def _status(message: dict[str, Any]) -> tuple[MessageStatus, str | None]:
+    finish = _dict(_dict(message.get("metadata")).get("finish_details")).get("type")
+    raw = message.get("status")
+    status = _STATUS.get(raw, "complete") if isinstance(raw, str) else "complete"
+    if finish == "interrupted":
+        status = "incomplete"
+    return status, _FINISH_REASONS.get(finish) if isinstance(finish, str) else None
+
+
+def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str, label: str,
+             default_time: datetime | None) -> ImportMessage | None:
+    """One node as a message to import, or ``None`` when the node is left out."""
+    message = node.get("message")
+    if not isinstance(message, dict):
+        return None
+    mapped = map_message(message)
+    meta = _dict(message.get("metadata"))
+    if mapped is None or (meta.get("is_visually_hidden_from_conversation") is True and not mapped.text.strip()):
+        return None
+    body = checked_message({"role": mapped.role, "content": mapped.text}, field, label)
+    author = _dict(message.get("author"))
+    content_type = _dict(message.get("content")).get("content_type")
+    original = {
+        "node_id": key,
+        "message_id": message.get("id") if message.get("id") != key else None,
+        "author_role": author.get("role"),
+        "author_name": author.get("name"),
+        "recipient": message.get("recipient"),
+        "content_type": content_type,
+        "status": message.get("status"),
+        "hidden": True if meta.get("is_visually_hidden_from_conversation") is True else None,
+    }
+    status, finish_reason = _status(message)
+    by_assistant = author.get("role") == "assistant"
+    model = meta.get("model_slug")
+    return ImportMessage(
+        body, key=key, parent_key=parent_key,
+        created_at=epoch(message.get("create_time")) or default_time,
+        model=model if by_assistant and isinstance(model, str) else None,
+        status=status, finish_reason=finish_reason if by_assistant else None,
+        metadata={"chatgpt": {name: value for name, value in original.items()
+                              if isinstance(value, (str, bool))}},
+    )
+
+
+def _newest_leaf(messages: list[ImportMessage]) -> str | None:
+    parents = {imported.parent_key for imported in messages}
+    leaves = [(imported.created_at.timestamp() if imported.created_at else float("-inf"), i, imported.key)
+              for i, imported in enumerate(messages) if imported.key not in parents]
+    return max(leaves)[2] if leaves else None
+
+
+def _conversation(item: Any, where: str, report: Report) -> ImportConversation | None:
+    label = report.label
+    if not isinstance(item, dict):
+        raise FormatError(f"{where}: expected a conversation object, got {type(item).__name__}", file=label)
+    mapping = item.get("mapping")
+    if not isinstance(mapping, dict):
+        raise FormatError(f"{where}.mapping: expected an object of message nodes", file=label)
+    source_id = next((value for value in (item.get("id"), item.get("conversation_id"))
+                      if isinstance(value, str) and value), None)
+    name = f"{where} (conversation {source_id})" if source_id else where
+    nodes = {key: node for key, node in mapping.items() if isinstance(node, dict)}
+    order, orphans = _walk(nodes)
+    reached = set(order)
+    lost = [key for key in mapping if key not in reached]
+    if lost:
+        report.skip(FormatError(f"{name}: {len(lost)} node(s) left out, not objects or on a cycle:"
+                                f" {', '.join(lost[:5])}", file=label))
+    for key, parent in orphans.items():
+        report.note(f"{name}: node {key}'s parent {parent} is missing; imported from there as a new root")
+    created = epoch(item.get("create_time"))
+    kept_of: dict[str, str | None] = {}
+    messages: list[ImportMessage] = []
+    for key in order:
+        parent = nodes[key].get("parent")
+        anchor = None if key in orphans or not isinstance(parent, str) else kept_of.get(parent)
+        imported = _message(key, nodes[key], anchor, f"{where}.mapping[{key!r}]", label, created)
+        kept_of[key] = key if imported is not None else anchor
+        if imported is not None:
+            messages.append(imported)
+    if not messages:
+        report.note(f"{name}: no messages to import; left out")
+        return None
+    current = item.get("current_node")
+    head = kept_of.get(current) if isinstance(current, str) else None
+    if not isinstance(current, str) or current not in nodes:
+        head = _newest_leaf(messages)
+        report.note(f"{name}: current_node {current!r} is not in the mapping; the head is the newest leaf, {head}")
+    elif head is None:  # the current node and all above it were left out
+        head = _newest_leaf(messages)
+    title = item.get("title")
+    details = {field: item[field] for field in ("default_model_slug", "gizmo_id", "is_archived")
+               if isinstance(item.get(field), (str, bool))}
+    return ImportConversation(
+        messages,
+        key=f"chatgpt:{source_id}" if source_id else f"chatgpt:sha256:{content_hash(item)}",
+        title=title if isinstance(title, str) else None,
+        created_at=created,
+        updated_at=epoch(item.get("update_time")) or created,
+        metadata={"imported_from": "chatgpt", "chatgpt": {"id": source_id, **details}},
+        head_key=head,
+    )

@@ -1,0 +1,169 @@
+"""Writing conversations out: the tutorial's JSON array, fine-tuning JSONL, Markdown, HTML.
+
+Each conversation is written as one branch: the current one, or the path from
+the root to the message named by ``branch``. Exporting the whole store reads
+conversations a page at a time, so memory holds one conversation, not all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO, Union
+
+from ..errors import FormatError
+from ..store.base import Store
+from .jsonl import RECORD_KEYS
+from .render import Exported, html_conversation, html_end, html_start, markdown_conversation
+
+__all__ = ["EXPORT_FORMATS", "write_conversations"]
+
+#: The formats ``write_conversations`` writes.
+EXPORT_FORMATS = ("messages", "jsonl", "markdown", "html")
+_PAGE = 100
+_RECORD_TYPES: dict[str, type] = {"tools": list, "parallel_tool_calls": bool, "functions": list}
+
+
+def _selected(store: Store, ids: list[str] | None, branch: str | None) -> Iterator[Exported]:
+    if branch is not None:
+        conversation_id = store.get_message(branch).conversation_id
+        if ids is not None and ids != [conversation_id]:
+            raise FormatError(f"branch {branch!r} is a message of conversation {conversation_id!r}:"
+                              " export that one conversation")
+        yield Exported(store.get_conversation(conversation_id), store.path(conversation_id, head_id=branch))
+        return
+    if ids is not None:
+        for conversation_id in ids:
+            yield Exported(store.get_conversation(conversation_id), store.path(conversation_id))
+        return
+    # Pages follow the store's order (most recently updated first); a conversation
+    # updated while the export runs may move between pages.
+    offset = 0
+    while True:
+        page = store.list_conversations(limit=_PAGE, offset=offset)
+        for record in page:
+            yield Exported(record, store.path(record.id))
+        if len(page) < _PAGE:
+            return
+        offset += len(page)
+
+
+def _write_messages(out: TextIO, items: Iterator[Exported]) -> int:
+    """Exactly what the tutorial's ``json.dump(messages, f, indent=2)`` writes."""
+    for item in items:
+        out.write(json.dumps([stored.message for stored in item.path], indent=2))
+        return 1
+    return 0
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: only its \\u escape can be written as UTF-8
+        text = json.dumps(record)
+    return text + "\n"
+
+
+def _write_jsonl(out: TextIO, items: Iterator[Exported]) -> int:
+    count = 0
+    for item in items:
+        record: dict[str, Any] = {"messages": [stored.message for stored in item.path]}
+        metadata = item.record.metadata
+        record.update((key, metadata[key]) for key in RECORD_KEYS
+                      if isinstance(metadata.get(key), _RECORD_TYPES[key]))
+        out.write(_json_line(record))
+        count += 1
+    return count
+
+
+def _write_markdown(out: TextIO, items: Iterator[Exported]) -> int:
+    count = 0
+    for item in items:
+        out.write(("\n---\n\n" if count else "") + markdown_conversation(item))
+        count += 1
+    return count
+
+
+def _write_html(out: TextIO, items: Iterator[Exported], single: bool) -> int:
+    first = next(items, None)
+    title = (first.record.title if single and first is not None else None) or "chatkeep export"
+    out.write(html_start(title))
+    count = 0
+    for item in itertools.chain([] if first is None else [first], items):
+        out.write(html_conversation(item))
+        count += 1
+    out.write(html_end())
+    return count
+
+
+def _to_file(target: Path, write: Callable[[TextIO], int]) -> int:
+    """Write a new file beside the target and rename it over it: a failure leaves the old file whole."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(target)) from exc
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            count = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except BaseException as exc:
+        os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(target)) from exc
+        raise
+    return count
+
+
+def _check_one(store: Store, ids: list[str] | None, branch: str | None) -> None:
+    held = 1 if branch is not None else len(ids) if ids is not None else store.count_conversations()
+    if held != 1:
+        raise FormatError(f"the messages format holds one conversation, and {held} were selected:"
+                          " name one, or export as jsonl")
+
+
+def write_conversations(
+    store: Store,
+    conversation_ids: Union[str, Iterable[str], None],
+    format: str,
+    out: Union[TextIO, str, "os.PathLike[str]"],
+    *,
+    branch: str | None = None,
+) -> int:
+    """Write conversations to ``out`` (an open text file, or a path written atomically); return how many.
+
+    ``conversation_ids`` names one conversation, several, or (``None``) every
+    one in the store. ``format`` is ``messages`` (the tutorial's JSON array,
+    byte for byte what ``json.dump(messages, f, indent=2)`` writes: one
+    conversation only), ``jsonl`` (a fine-tuning record per conversation, with
+    its ``tools``), ``markdown`` or ``html`` (documents to read, in which no
+    message can inject HTML or script). ``branch`` is a message id: the path
+    from the root to it is written instead of the current branch.
+    """
+    if format not in EXPORT_FORMATS:
+        raise FormatError(f"unknown export format {format!r} (expected one of {', '.join(EXPORT_FORMATS)})")
+    ids = [conversation_ids] if isinstance(conversation_ids, str) else (
+        None if conversation_ids is None else list(conversation_ids))
+    if format == "messages":
+        _check_one(store, ids, branch)
+    single = branch is not None or (ids is not None and len(ids) == 1)
+
+    def write(stream: TextIO) -> int:
+        items = _selected(store, ids, branch)
+        if format == "messages":
+            return _write_messages(stream, items)
+        if format == "jsonl":
+            return _write_jsonl(stream, items)
+        if format == "markdown":
+            return _write_markdown(stream, items)
+        return _write_html(stream, items, single)
+
+    if isinstance(out, (str, os.PathLike)):
+        return _to_file(Path(out), write)
+    return write(out)
