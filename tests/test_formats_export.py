@@ -279,3 +279,20 @@ def test_any_messages_round_trip_through_the_messages_and_jsonl_formats(
             with open_store(":memory:") as copy:
                 summary = copy.import_conversations(read_conversations(target, format))
                 assert copy.conversation(summary.conversation_ids[0]).messages == messages
+
+
+def test_responses_items_export_as_the_chat_messages_they_amount_to(store: SQLiteStore) -> None:
+    conv = store.new_conversation("agent")
+    for item in [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city": "Paris"}', "id": "fc_1"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"type": "message", "role": "assistant", "id": "msg_1",
+         "content": [{"type": "output_text", "text": "It is <b>sunny</b>.", "annotations": []}]},
+    ]:
+        conv.append(item, kind="response_item")
+    messages = json.loads(exported(store, ["agent"], "messages"))
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "weather"
+    assert "It is &lt;b&gt;sunny&lt;/b&gt;." in exported(store, ["agent"], "html")
+    assert "sunny" in exported(store, ["agent"], "markdown")

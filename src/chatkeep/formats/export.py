@@ -12,10 +12,12 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, Union
 
 from ..errors import FormatError
+from ..items import branch_to_chat, response_item_to_chat
 from ..store.base import Store
 from .jsonl import RECORD_KEYS
 from .render import Exported, html_conversation, html_end, html_start, markdown_conversation
@@ -55,7 +57,7 @@ def _selected(store: Store, ids: list[str] | None, branch: str | None) -> Iterat
 def _write_messages(out: TextIO, items: Iterator[Exported]) -> int:
     """Exactly what the tutorial's ``json.dump(messages, f, indent=2)`` writes."""
     for item in items:
-        out.write(json.dumps([stored.message for stored in item.path], indent=2))
+        out.write(json.dumps(branch_to_chat(item.path), indent=2))
         return 1
     return 0
 
@@ -72,7 +74,7 @@ def _json_line(record: dict[str, Any]) -> str:
 def _write_jsonl(out: TextIO, items: Iterator[Exported]) -> int:
     count = 0
     for item in items:
-        record: dict[str, Any] = {"messages": [stored.message for stored in item.path]}
+        record: dict[str, Any] = {"messages": branch_to_chat(item.path)}
         metadata = item.record.metadata
         record.update((key, metadata[key]) for key in RECORD_KEYS
                       if isinstance(metadata.get(key), _RECORD_TYPES[key]))
@@ -81,15 +83,30 @@ def _write_jsonl(out: TextIO, items: Iterator[Exported]) -> int:
     return count
 
 
+def _readable(items: Iterator[Exported]) -> Iterator[Exported]:
+    """Responses API items shown as the chat messages they amount to; summaries left out."""
+    for item in items:
+        path = []
+        for stored in item.path:
+            if stored.kind == "response_item":
+                chat = response_item_to_chat(stored.message)
+                if chat is not None:
+                    path.append(replace(stored, message=chat, kind="chat"))
+            elif stored.kind == "chat":
+                path.append(stored)
+        yield replace(item, path=path)
+
+
 def _write_markdown(out: TextIO, items: Iterator[Exported]) -> int:
     count = 0
-    for item in items:
+    for item in _readable(items):
         out.write(("\n---\n\n" if count else "") + markdown_conversation(item))
         count += 1
     return count
 
 
 def _write_html(out: TextIO, items: Iterator[Exported], single: bool) -> int:
+    items = _readable(items)
     first = next(items, None)
     title = (first.record.title if single and first is not None else None) or "chatkeep export"
     out.write(html_start(title))
