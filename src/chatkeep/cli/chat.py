@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import ChatkeepError
-from ..store.base import Store
+from ..store import AnyStore
 from ..store.conversation import Conversation
 from .common import db_option, open_db
 from .errors import EXIT_API, EXIT_INTERRUPTED, api_error_text, fail, handle_errors
@@ -23,7 +23,7 @@ DEFAULT_MODEL = "gpt-4o"
 class ChatSession:
     """The CLI's state: the store, the open conversation (made on the first message), and the settings."""
 
-    def __init__(self, store: Store, out: Output, *, model: str | None, system: str | None, title: str | None,
+    def __init__(self, store: AnyStore, out: Output, *, model: str | None, system: str | None, title: str | None,
                  base_url: str | None, stream: bool, context: str, context_window: int | None) -> None:
         self.store, self.out = store, out
         self.model_option, self.system, self.title = model, system, title

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from ..store.base import ConversationRecord, Store, StoredMessage
+from ..store import AnyStore
+from ..store.base import ConversationRecord, StoredMessage
 from .common import db_option, json_option, open_db
 from .errors import fail, handle_errors
 from .output import Output, short_time
@@ -17,7 +18,7 @@ from .output import Output, short_time
 __all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show", "stats", "switch"]
 
 
-def _conversation_row(store: Store, record: ConversationRecord) -> dict[str, Any]:
+def _conversation_row(store: AnyStore, record: ConversationRecord) -> dict[str, Any]:
     return {
         "id": record.id, "title": record.title, "messages": store.count_messages(record.id),
         "created_at": record.created_at, "updated_at": record.updated_at, "owner": record.owner,
@@ -129,8 +130,8 @@ def search(query: str, conversation_id: str | None, role: str | None, model: str
            since: datetime | None, until: datetime | None, count: int, db: str | None, as_json: bool) -> None:
     """Search every message; any text works: words, "phrases", prefix*, -excluded."""
     store = open_db(db)
-    hits = store.search(query, conversation_id=conversation_id, role=role, limit=count,
-                        **{k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v})
+    filters: dict[str, Any] = {k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v}
+    hits = store.search(query, conversation_id=conversation_id, role=role, limit=count, **filters)
     out = Output()
     if as_json:
         out.json([{"conversation_id": h.message.conversation_id, "conversation_title": h.conversation_title,
@@ -219,7 +220,7 @@ def rm(conversation_ids: tuple[str, ...], yes: bool, db: str | None) -> None:
         store.delete_conversation(record.id)
 
 
-def _usage_by_model(store: Store, conversation_id: str | None) -> dict[str, dict[str, int]]:
+def _usage_by_model(store: AnyStore, conversation_id: str | None) -> dict[str, dict[str, int]]:
     native = getattr(store, "usage_by_model", None)
     if native is not None:
         return dict(native(conversation_id))
@@ -245,7 +246,7 @@ def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
     store = open_db(db)
     if conversation_id is not None:
         store.get_conversation(conversation_id)
-    data = {
+    data: dict[str, Any] = {
         "conversations": 1 if conversation_id else store.count_conversations(),
         "messages": store.count_messages(conversation_id),
         "usage_by_model": _usage_by_model(store, conversation_id),

@@ -7,8 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..store import open_store
-from ..store.base import Store
+from ..store import AnyStore, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +27,6 @@ def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
 
 
-def open_db(db: str | None) -> Store:
+def open_db(db: str | None) -> AnyStore:
     """Open the store named by ``--db`` (or the default)."""
-    return open_store(db)  # type: ignore[return-value]
+    return open_store(db)

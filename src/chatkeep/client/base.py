@@ -50,7 +50,8 @@ class ChatBase:
         self.budget = budget
         self.reply_reserve = reply_reserve
         self.encoding = encoding
-        self._counter: TokenCounter | None | bool = False  # False: not resolved yet
+        self._counter: TokenCounter | None = None
+        self._counter_resolved = False
         # The branch as last seen, reused while the head has not moved, so a turn
         # neither re-reads nor re-counts the conversation.
         self._history: History | None = None
@@ -62,7 +63,7 @@ class ChatBase:
     # -- tokens and budget --------------------------------------------------------
 
     def _token_counter(self) -> TokenCounter | None:
-        if self._counter is False:
+        if not self._counter_resolved:
             try:
                 name = self.encoding or encoding_for_model(self.model)
             except UnknownEncoding:
@@ -70,7 +71,8 @@ class ChatBase:
                     raise
                 name = None  # keep-everything on an unknown model: nothing to count against
             self._counter = TokenCounter(name) if name else None
-        return self._counter or None
+            self._counter_resolved = True
+        return self._counter
 
     def _budget(self, model: str, options: Mapping[str, Any]) -> int | None:
         if self.budget is not None:

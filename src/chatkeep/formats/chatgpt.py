@@ -154,8 +154,8 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     if lost:
         report.skip(FormatError(f"{name}: {len(lost)} node(s) left out, not objects or on a cycle:"
                                 f" {', '.join(lost[:5])}", file=label))
-    for key, parent in orphans.items():
-        report.note(f"{name}: node {key}'s parent {parent} is missing; imported from there as a new root")
+    for key, missing in orphans.items():
+        report.note(f"{name}: node {key}'s parent {missing} is missing; imported from there as a new root")
     created = epoch(item.get("create_time"))
     kept_of: dict[str, str | None] = {}
     messages: list[ImportMessage] = []

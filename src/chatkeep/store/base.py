@@ -241,10 +241,19 @@ class Store(Protocol):
         ...
 
     def search(
-        self, query: str, *, conversation_id: str | None = None, role: str | None = None,
-        limit: int = 20, offset: int = 0, **filters: Any,
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        role: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first; ``filters`` may add model, since, until, owner."""
+        """Messages matching ``query``, best first, filtered by conversation, role, model prefix, dates, owner."""
         ...
 
     def set_head(self, conversation_id: str, message_id: str | None) -> None:

@@ -282,9 +282,25 @@ class JSONFileStore(ConversationAccess):
             progress(summary)
         return summary
 
-    def search(self, query: str, *, conversation_id: str | None = None, role: str | None = None,
-               limit: int = 20, offset: int = 0, **filters: Any) -> list[SearchHit]:
-        """Messages containing every word of ``query`` (a linear scan: the file is one conversation)."""
+    def search(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        role: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[SearchHit]:
+        """Messages containing every word of ``query`` (a linear scan: the file is one conversation).
+
+        The file keeps no models, times or owners, so those filters match nothing.
+        """
+        if model is not None or since is not None or until is not None or owner is not None:
+            return []
         terms = parse_query(query)
         words = [w.lower() for w in (*terms.required, *terms.prefixes)]
         if not words or conversation_id not in (None, self.conversation_id):

@@ -123,7 +123,8 @@ def search_in(
     terms = parse_query(query)
     if not terms:
         return []
-    where, params = ["messages_fts MATCH ?", "m.kind <> 'summary'"], [fts5_query(terms)]
+    where = ["messages_fts MATCH ?", "m.kind <> 'summary'"]
+    params: list[Any] = [fts5_query(terms)]
     for clause, value in (
         ("m.conversation_id = ?", conversation_id), ("m.role = ?", role), ("m.model LIKE ? || '%'", model),
         ("m.created_at >= ?", since and format_time(since)), ("m.created_at < ?", until and format_time(until)),
