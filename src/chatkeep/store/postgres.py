@@ -21,7 +21,6 @@ Why it works this way:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +45,14 @@ from .postgres_bulk import import_into, searchable_text
 from .postgres_pool import Connections, require_psycopg
 from .postgres_schema import SCHEMA_VERSION, migrate, schema_version
 from .postgres_search import search_in, tsvector_text
+from .rows import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    PREFIXED_MESSAGE_COLUMNS,
+    conversation_from_row,
+    loads,
+    message_from_row,
+)
 from .search import SearchHit
 
 if TYPE_CHECKING:
@@ -55,18 +62,7 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, kind, body, created_at, status, model, usage, "
-    "latency_ms, finish_reason, error, token_counts, metadata"
-)
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
-_PREFIXED_MESSAGE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
 
-
-def _loads(text: str | None) -> Any:
-    if text is None:
-        return None
-    return {} if text == "{}" else json.loads(text)  # most metadata is empty: skip the parser
 
 
 def _utc(moment: datetime) -> datetime:
@@ -74,35 +70,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _message_from_row(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        conversation_id=row[1],
-        parent_id=row[2],
-        kind=row[3],
-        message=json.loads(row[4]),
-        created_at=_utc(row[5]),
-        status=row[6],
-        model=row[7],
-        usage=_loads(row[8]),
-        latency_ms=row[9],
-        finish_reason=row[10],
-        error=row[11],
-        token_counts=_loads(row[12]),
-        metadata=_loads(row[13]) or {},
-    )
-
-
-def _conversation_from_row(row: tuple[Any, ...]) -> ConversationRecord:
-    return ConversationRecord(
-        id=row[0],
-        title=row[1],
-        created_at=_utc(row[2]),
-        updated_at=_utc(row[3]),
-        head_id=row[4],
-        owner=row[5],
-        metadata=_loads(row[6]) or {},
-    )
 
 
 def _like_pattern(text: str) -> str:
@@ -129,13 +96,13 @@ def _require_message_in(conn: Connection[Any], message_id: str, conversation_id:
 # Walk parent links from the head: the last K messages cost K index lookups.
 _WALK = f"""
     WITH RECURSIVE walk AS (
-        SELECT {_MESSAGE_COLUMNS}, 1 AS depth FROM messages WHERE id = {{start}}
+        SELECT {MESSAGE_COLUMNS}, 1 AS depth FROM messages WHERE id = {{start}}
         UNION ALL
-        SELECT {_PREFIXED_MESSAGE_COLUMNS}, walk.depth + 1
+        SELECT {PREFIXED_MESSAGE_COLUMNS}, walk.depth + 1
         FROM walk JOIN messages m ON m.id = walk.parent_id
         WHERE %(last)s::integer IS NULL OR walk.depth < %(last)s::integer
     )
-    SELECT {_MESSAGE_COLUMNS} FROM walk ORDER BY depth DESC
+    SELECT {MESSAGE_COLUMNS} FROM walk ORDER BY depth DESC
 """
 _WALK_FROM_HEAD = _WALK.format(start="(SELECT head_id FROM conversations WHERE id = %(conversation)s)")
 _WALK_FROM_MESSAGE = _WALK.format(start="%(head)s")
@@ -263,21 +230,21 @@ class PostgresStore(ConversationAccess):
                 row = conn.execute(
                     "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
                     " VALUES (%s, %s, %s, clock_timestamp(), clock_timestamp(), %s)"
-                    f" RETURNING {_CONVERSATION_COLUMNS}",
+                    f" RETURNING {CONVERSATION_COLUMNS}",
                     (conversation_id, title, owner, dumps(dict(metadata or {}))),
                 ).fetchone()
             except errors.UniqueViolation as exc:
                 raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
             assert row is not None
-            return _conversation_from_row(row)
+            return conversation_from_row(row, _utc)
 
         return self._write(insert)
 
     def get_conversation(self, conversation_id: str) -> ConversationRecord:
-        row = self._one(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,))
+        row = self._one(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,))
         if row is None:
             raise ConversationNotFound(conversation_id)
-        return _conversation_from_row(row)
+        return conversation_from_row(row, _utc)
 
     def list_conversations(
         self,
@@ -296,11 +263,11 @@ class PostgresStore(ConversationAccess):
             params.append(owner)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._all(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations {clause}"
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
             " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
             (*params, limit, offset),
         )
-        return [_conversation_from_row(row) for row in rows]
+        return [conversation_from_row(row, _utc) for row in rows]
 
     def update_conversation(
         self,
@@ -311,12 +278,12 @@ class PostgresStore(ConversationAccess):
     ) -> ConversationRecord:
         row = self._write(lambda conn: conn.execute(
             "UPDATE conversations SET title = coalesce(%s, title), metadata = coalesce(%s, metadata),"
-            f" updated_at = clock_timestamp() WHERE id = %s RETURNING {_CONVERSATION_COLUMNS}",
+            f" updated_at = clock_timestamp() WHERE id = %s RETURNING {CONVERSATION_COLUMNS}",
             (title, None if metadata is None else dumps(dict(metadata)), conversation_id),
         ).fetchone())
         if row is None:
             raise ConversationNotFound(conversation_id)
-        return _conversation_from_row(row)
+        return conversation_from_row(row, _utc)
 
     def delete_conversation(self, conversation_id: str) -> None:
         def delete(conn: Connection[Any]) -> None:
@@ -408,18 +375,18 @@ class PostgresStore(ConversationAccess):
             return self.get_message(message_id)
         assignments = ", ".join(f"{column} = %s" for column in changes)
         row = self._write(lambda conn: conn.execute(
-            f"UPDATE messages SET {assignments} WHERE id = %s RETURNING {_MESSAGE_COLUMNS}",
+            f"UPDATE messages SET {assignments} WHERE id = %s RETURNING {MESSAGE_COLUMNS}",
             (*changes.values(), message_id),
         ).fetchone())
         if row is None:
             raise MessageNotFound(message_id)
-        return _message_from_row(row)
+        return message_from_row(row, _utc)
 
     def get_message(self, message_id: str) -> StoredMessage:
-        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,))
+        row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,))
         if row is None:
             raise MessageNotFound(message_id)
-        return _message_from_row(row)
+        return message_from_row(row, _utc)
 
     def path(
         self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
@@ -441,14 +408,14 @@ class PostgresStore(ConversationAccess):
                 raise MessageNotFound(head_id, conversation_id)
             return rows
 
-        return [_message_from_row(row) for row in self._read(walk)]
+        return [message_from_row(row, _utc) for row in self._read(walk)]
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND kind = %s ORDER BY seq",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND kind = %s ORDER BY seq",
             (conversation_id, kind),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row, _utc) for row in rows]
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         if not counts:
@@ -463,7 +430,7 @@ class PostgresStore(ConversationAccess):
                 if message_id not in found:
                     raise MessageNotFound(message_id)
             updates = [
-                (dumps({**(_loads(found[message_id]) or {}), **per_encoding}), message_id)
+                (dumps({**(loads(found[message_id]) or {}), **per_encoding}), message_id)
                 for message_id, per_encoding in counts.items()
             ]
             conn.cursor().executemany("UPDATE messages SET token_counts = %s WHERE id = %s", updates)
@@ -499,7 +466,7 @@ class PostgresStore(ConversationAccess):
         the first 100,000 characters of each message's words are indexed.
         """
         return self._read(lambda conn: search_in(
-            conn, query, columns=_PREFIXED_MESSAGE_COLUMNS, to_message=_message_from_row,
+            conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc),
             conversation_id=conversation_id, role=role, model=model, since=since, until=until,
             owner=owner, limit=limit, offset=offset,
         ))
@@ -529,9 +496,9 @@ class PostgresStore(ConversationAccess):
 
     def children(self, message_id: str) -> list[StoredMessage]:
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE parent_id = %s ORDER BY seq", (message_id,)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE parent_id = %s ORDER BY seq", (message_id,)
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row, _utc) for row in rows]
 
     def count_conversations(self) -> int:
         return int(self._one("SELECT count(*) FROM conversations")[0])

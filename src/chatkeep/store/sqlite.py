@@ -14,7 +14,6 @@ Why these settings:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,6 +43,14 @@ from .base import (
 from .conversation import ConversationAccess
 from .bulk import ImportConversation, ImportSummary
 from .files import touch_private_file
+from .rows import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    PREFIXED_MESSAGE_COLUMNS,
+    conversation_from_row,
+    loads,
+    message_from_row,
+)
 from .search import SearchHit
 from .sqlite_bulk import import_into, search_in
 from .sqlite_schema import migrate
@@ -52,49 +59,9 @@ __all__ = ["SQLiteStore"]
 
 Durability = Literal["normal", "full"]
 
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, parent_id, kind, body, created_at, status, model, usage, "
-    "latency_ms, finish_reason, error, token_counts, metadata"
-)
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
-_PREFIXED_MESSAGE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in _MESSAGE_COLUMNS.split(","))
 
 
-def _loads(text: str | None) -> Any:
-    if text is None:
-        return None
-    return {} if text == "{}" else json.loads(text)  # most metadata is empty: skip the parser
 
-
-def _message_from_row(row: tuple[Any, ...]) -> StoredMessage:
-    return StoredMessage(
-        id=row[0],
-        conversation_id=row[1],
-        parent_id=row[2],
-        kind=row[3],
-        message=json.loads(row[4]),
-        created_at=parse_time(row[5]),
-        status=row[6],
-        model=row[7],
-        usage=_loads(row[8]),
-        latency_ms=row[9],
-        finish_reason=row[10],
-        error=row[11],
-        token_counts=_loads(row[12]),
-        metadata=_loads(row[13]) or {},
-    )
-
-
-def _conversation_from_row(row: tuple[Any, ...]) -> ConversationRecord:
-    return ConversationRecord(
-        id=row[0],
-        title=row[1],
-        created_at=parse_time(row[2]),
-        updated_at=parse_time(row[3]),
-        head_id=row[4],
-        owner=row[5],
-        metadata=_loads(row[6]) or {},
-    )
 
 
 def _like_pattern(text: str) -> str:
@@ -207,11 +174,11 @@ class SQLiteStore(ConversationAccess):
 
     def get_conversation(self, conversation_id: str) -> ConversationRecord:
         row = self._one(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
         )
         if row is None:
             raise ConversationNotFound(conversation_id)
-        return _conversation_from_row(row)
+        return conversation_from_row(row, parse_time)
 
     def list_conversations(
         self,
@@ -230,11 +197,11 @@ class SQLiteStore(ConversationAccess):
             params.append(owner)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._all(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations {clause}"
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
             " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
             (*params, -1 if limit is None else limit, offset),
         )
-        return [_conversation_from_row(row) for row in rows]
+        return [conversation_from_row(row, parse_time) for row in rows]
 
     def update_conversation(
         self,
@@ -368,10 +335,10 @@ class SQLiteStore(ConversationAccess):
         return self.get_message(message_id)
 
     def get_message(self, message_id: str) -> StoredMessage:
-        row = self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         if row is None:
             raise MessageNotFound(message_id)
-        return _message_from_row(row)
+        return message_from_row(row, parse_time)
 
     def path(
         self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
@@ -395,19 +362,19 @@ class SQLiteStore(ConversationAccess):
                     FROM walk JOIN messages m ON m.id = walk.step_parent
                     WHERE :last IS NULL OR walk.depth < :last
                 )
-                SELECT {_MESSAGE_COLUMNS} FROM walk JOIN messages ON messages.seq = walk.step_seq
+                SELECT {MESSAGE_COLUMNS} FROM walk JOIN messages ON messages.seq = walk.step_seq
                 ORDER BY walk.depth DESC
                 """,
                 {"head": head_id, "last": last},
             ).fetchall()
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row, parse_time) for row in rows]
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND kind = ? ORDER BY seq",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND kind = ? ORDER BY seq",
             (conversation_id, kind),
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row, parse_time) for row in rows]
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         if not counts:
@@ -417,7 +384,7 @@ class SQLiteStore(ConversationAccess):
                 row = db.execute("SELECT token_counts FROM messages WHERE id = ?", (message_id,)).fetchone()
                 if row is None:
                     raise MessageNotFound(message_id)
-                merged = {**(_loads(row[0]) or {}), **per_encoding}
+                merged = {**(loads(row[0]) or {}), **per_encoding}
                 db.execute("UPDATE messages SET token_counts = ? WHERE id = ?", (dumps(merged), message_id))
 
     def import_conversations(
@@ -447,7 +414,7 @@ class SQLiteStore(ConversationAccess):
         """Messages matching ``query``, best first; any text is a valid query."""
         with self._lock:
             return search_in(
-                self._db, query, columns=_PREFIXED_MESSAGE_COLUMNS, to_message=_message_from_row,
+                self._db, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, parse_time),
                 conversation_id=conversation_id, role=role, model=model, since=since, until=until,
                 owner=owner, limit=limit, offset=offset,
             )
@@ -480,9 +447,9 @@ class SQLiteStore(ConversationAccess):
 
     def children(self, message_id: str) -> list[StoredMessage]:
         rows = self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE parent_id = ? ORDER BY seq", (message_id,)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE parent_id = ? ORDER BY seq", (message_id,)
         )
-        return [_message_from_row(row) for row in rows]
+        return [message_from_row(row, parse_time) for row in rows]
 
     def count_conversations(self) -> int:
         return int(self._one("SELECT count(*) FROM conversations")[0])
