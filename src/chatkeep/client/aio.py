@@ -15,10 +15,10 @@ from ..context.policies import Context
 from ..store.base import StoredMessage
 from .base import ChatBase
 from .plan import Turn
+from .streams import AsyncTextStream, Slot
 from .turn import (
     Reply,
     ReplyAccumulator,
-    ReplySlot,
     empty_stream_error,
     ms_since,
     reply_from_completion,
@@ -39,37 +39,8 @@ async def _write(operation: Callable[[], T]) -> T:
     return await asyncio.shield(asyncio.to_thread(operation))
 
 
-class AsyncReplyStream:
-    """The text deltas of a streamed reply, for ``async for``; ``reply`` is set once it is saved.
-
-    Use ``async with`` (or ``await stream.aclose()``) so an early exit closes the
-    connection and saves what arrived at once, not when the generator is collected.
-    """
-
-    def __init__(self) -> None:
-        self._slot = ReplySlot()  # see ReplyStream: no reference back to the stream
-        self._events: Any = None
-
-    @property
-    def reply(self) -> Reply | None:
-        """The saved reply, once the stream has ended (complete or not)."""
-        return self._slot.reply
-
-    def __aiter__(self) -> AsyncReplyStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return str(await self._events.__anext__())
-
-    async def aclose(self) -> None:
-        """Stop the stream: the connection closes and what arrived is saved."""
-        await self._events.aclose()
-
-    async def __aenter__(self) -> AsyncReplyStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+class AsyncReplyStream(AsyncTextStream[Reply]):
+    """The text deltas of a streamed chat reply, for ``async for``; ``reply`` is set once it is saved."""
 
 
 class AsyncChat(ChatBase):
@@ -133,7 +104,7 @@ class AsyncChat(ChatBase):
         return out
 
     async def _events(
-        self, message: Any, regenerate: bool, overrides: Mapping[str, Any], out: ReplySlot
+        self, message: Any, regenerate: bool, overrides: Mapping[str, Any], out: Slot[Reply]
     ) -> AsyncIterator[str]:
         turn = await self._turn(message, regenerate=regenerate)
         model, options = self._options(overrides)
@@ -156,7 +127,7 @@ class AsyncChat(ChatBase):
         await self._finish_stream(turn, acc, started, sent, out, None)
 
     async def _finish_stream(
-        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: ReplySlot,
+        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: Slot[Reply],
         exc: BaseException | None,
     ) -> None:
         if not acc.started:

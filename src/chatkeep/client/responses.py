@@ -33,6 +33,7 @@ from .responses_turn import (
     lost_chain,
     record_from_response,
 )
+from .streams import AsyncTextStream, Slot, TextStream
 from .turn import ms_since
 
 __all__ = ["AsyncResponsesChat", "AsyncResponsesStream", "ResponsesChat", "ResponsesReply", "ResponsesStream"]
@@ -85,12 +86,6 @@ def _tool_output(call_id: str, output: Any) -> dict[str, Any]:
     if not isinstance(output, (str, list)):
         output = json.dumps(output, ensure_ascii=False)
     return {"type": "function_call_output", "call_id": call_id, "output": output}
-
-
-class _Slot:
-    """Where a stream's generator leaves the saved reply; it holds no reference back to the stream."""
-
-    reply: ResponsesReply | None = None
 
 
 @dataclass
@@ -171,39 +166,8 @@ class _ResponsesBase:
             acc.first_token_ms = round(ms_since(started), 3)
 
 
-class ResponsesStream:
-    """The text deltas of a streamed response; ``reply`` is set once it is saved.
-
-    Iterate it, or use it as a context manager so an early exit closes the
-    connection and saves what arrived (marked incomplete) at once.
-    """
-
-    def __init__(self) -> None:
-        self._slot = _Slot()
-        self._events: Iterator[str] = iter(())
-
-    @property
-    def reply(self) -> ResponsesReply | None:
-        """The saved output, once the stream has ended (complete or not)."""
-        return self._slot.reply
-
-    def __iter__(self) -> ResponsesStream:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._events)
-
-    def close(self) -> None:
-        """Stop the stream: the connection closes and what arrived is saved."""
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> ResponsesStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class ResponsesStream(TextStream["ResponsesReply"]):
+    """The text deltas of a streamed response; ``reply`` is set once it is saved."""
 
 
 class ResponsesChat(_ResponsesBase):
@@ -247,7 +211,7 @@ class ResponsesChat(_ResponsesBase):
         out._events = self._events(turn, model, options, out._slot)
         return out
 
-    def _events(self, turn: ResponsesTurn, model: str, options: dict[str, Any], slot: _Slot) -> Iterator[str]:
+    def _events(self, turn: ResponsesTurn, model: str, options: dict[str, Any], slot: Slot[ResponsesReply]) -> Iterator[str]:
         acc, started = ResponseAccumulator(), time.perf_counter()
         try:
             with self._create(turn, model, options, stream=True) as events:
@@ -261,7 +225,7 @@ class ResponsesChat(_ResponsesBase):
             raise
         self._finish(turn, acc, started, slot, None)
 
-    def _finish(self, turn: ResponsesTurn, acc: ResponseAccumulator, started: float, slot: _Slot,
+    def _finish(self, turn: ResponsesTurn, acc: ResponseAccumulator, started: float, slot: Slot[ResponsesReply],
                 exc: BaseException | None) -> None:
         end = self._end(turn, acc, started, exc)
         done = end.save() if end.save is not None else None
@@ -285,33 +249,8 @@ async def _write(operation: Callable[[], T]) -> T:
     return await asyncio.shield(asyncio.to_thread(operation))
 
 
-class AsyncResponsesStream:
+class AsyncResponsesStream(AsyncTextStream["ResponsesReply"]):
     """The text deltas of a streamed response, for ``async for``; ``reply`` is set once it is saved."""
-
-    def __init__(self) -> None:
-        self._slot = _Slot()
-        self._events: Any = None
-
-    @property
-    def reply(self) -> ResponsesReply | None:
-        """The saved output, once the stream has ended (complete or not)."""
-        return self._slot.reply
-
-    def __aiter__(self) -> AsyncResponsesStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return str(await self._events.__anext__())
-
-    async def aclose(self) -> None:
-        """Stop the stream: the connection closes and what arrived is saved."""
-        await self._events.aclose()
-
-    async def __aenter__(self) -> AsyncResponsesStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class AsyncResponsesChat(_ResponsesBase):
@@ -348,7 +287,7 @@ class AsyncResponsesChat(_ResponsesBase):
         out._events = self._events(message, overrides, out._slot)
         return out
 
-    async def _events(self, message: Input, overrides: Mapping[str, Any], slot: _Slot) -> AsyncIterator[str]:
+    async def _events(self, message: Input, overrides: Mapping[str, Any], slot: Slot[ResponsesReply]) -> AsyncIterator[str]:
         turn = await _write(lambda: self._prepare(message))
         model, options = self._options(overrides)
         acc, started = ResponseAccumulator(), time.perf_counter()
@@ -364,7 +303,7 @@ class AsyncResponsesChat(_ResponsesBase):
             raise
         await self._finish(turn, acc, started, slot, None)
 
-    async def _finish(self, turn: ResponsesTurn, acc: ResponseAccumulator, started: float, slot: _Slot,
+    async def _finish(self, turn: ResponsesTurn, acc: ResponseAccumulator, started: float, slot: Slot[ResponsesReply],
                       exc: BaseException | None) -> None:
         end = self._end(turn, acc, started, exc)
         done = await _write(end.save) if end.save is not None else None

@@ -10,10 +10,10 @@ from ..context.policies import Context
 from ..store.base import StoredMessage
 from .base import ChatBase
 from .plan import Turn
+from .streams import Slot, TextStream
 from .turn import (
     Reply,
     ReplyAccumulator,
-    ReplySlot,
     empty_stream_error,
     ms_since,
     reply_from_completion,
@@ -24,42 +24,8 @@ from .turn import (
 __all__ = ["Chat", "ReplyStream"]
 
 
-class ReplyStream:
-    """The text deltas of a streamed reply; ``reply`` is set once it is saved.
-
-    Iterate it, or use it as a context manager so an early exit closes the
-    connection and saves what arrived (marked incomplete) at once.
-    """
-
-    def __init__(self) -> None:
-        # The generator writes the saved reply here; it must not hold the stream
-        # itself, or the pair would form a cycle that only the garbage collector
-        # frees, and an abandoned stream would be saved late.
-        self._slot = ReplySlot()
-        self._events: Iterator[str] = iter(())
-
-    @property
-    def reply(self) -> Reply | None:
-        """The saved reply, once the stream has ended (complete or not)."""
-        return self._slot.reply
-
-    def __iter__(self) -> ReplyStream:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._events)
-
-    def close(self) -> None:
-        """Stop the stream: the connection closes and what arrived is saved."""
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> ReplyStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class ReplyStream(TextStream[Reply]):
+    """The text deltas of a streamed chat reply; ``reply`` is set once it is saved."""
 
 
 class Chat(ChatBase):
@@ -140,7 +106,7 @@ class Chat(ChatBase):
         out._events = self._events(turn, request, context.describe(turn.history), out._slot)
         return out
 
-    def _events(self, turn: Turn, request: dict[str, Any], sent: dict[str, Any], out: ReplySlot) -> Iterator[str]:
+    def _events(self, turn: Turn, request: dict[str, Any], sent: dict[str, Any], out: Slot[Reply]) -> Iterator[str]:
         acc, started = ReplyAccumulator(), time.perf_counter()
         try:
             with self.client.chat.completions.create(**request) as chunks:
@@ -155,7 +121,7 @@ class Chat(ChatBase):
         self._finish_stream(turn, acc, started, sent, out, None)
 
     def _finish_stream(
-        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: ReplySlot,
+        self, turn: Turn, acc: ReplyAccumulator, started: float, sent: dict[str, Any], out: Slot[Reply],
         exc: BaseException | None,
     ) -> None:
         if not acc.started:

@@ -75,13 +75,6 @@ class Reply:
         return self.text
 
 
-@dataclass
-class ReplySlot:
-    """Where a stream's generator leaves the saved reply for its stream object."""
-
-    reply: Reply | None = None
-
-
 def build_request(
     model: str, messages: Sequence[MessageDict], options: Mapping[str, Any], *, stream: bool
 ) -> dict[str, Any]:
