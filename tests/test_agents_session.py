@@ -33,7 +33,7 @@ SAMPLE = "other/responses_api/DERIVED_llm_test_responses_round_trips_encrypted_r
 
 @pytest.fixture(autouse=True)
 def no_tracing() -> None:
-    """Nothing may be exported to api.openai.com: the SDK traces there by default."""
+    """Nothing may be exported to OpenAI's servers: the SDK sends traces there by default."""
     agents.set_tracing_disabled(True)
 
 
