@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..messages import MessageDict
-from .base import MessageKind, MessageStatus
+from ..errors import StoreError
+from ..messages import MessageDict, validate_message
+from .base import MessageKind, MessageStatus, check_status, new_id, role_and_text, storable_text
 
-__all__ = ["ImportConversation", "ImportMessage", "ImportSummary"]
+__all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "NewMessage", "plan_import"]
 
 
 @dataclass
@@ -64,3 +65,58 @@ class ImportSummary:
         self.messages_added += other.messages_added
         self.messages_skipped += other.messages_skipped
         self.conversation_ids += other.conversation_ids
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message an import will insert: checked, with its new id, parent id, role and searchable text."""
+
+    id: str
+    parent_id: str | None
+    body: MessageDict
+    role: str | None
+    text: str
+    source: ImportMessage
+
+
+@dataclass
+class ImportPlan:
+    """What importing one conversation adds: its new messages, how many were known, and the head to set."""
+
+    new: list[NewMessage]
+    skipped: int
+    head: str | None
+
+
+def plan_import(item: ImportConversation, conversation_id: str, known: dict[str, str]) -> ImportPlan:
+    """Check an import against the message keys ``known`` in its conversation (updated in place).
+
+    The backends differ only in how they write the plan, so the checks, the
+    skipping of known keys and the choice of head live here once.
+    """
+    where = f"conversation {item.key or conversation_id!r}"
+    new: list[NewMessage] = []
+    skipped = 0
+    for number, imported in enumerate(item.messages):
+        if imported.key is not None and imported.key in known:
+            skipped += 1
+            continue
+        parent = None
+        if imported.parent_key is not None:
+            parent = known.get(imported.parent_key)
+            if parent is None:
+                raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
+        check_status(imported.status)
+        if imported.kind in ("chat", "summary"):
+            body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
+        else:
+            body = dict(imported.message)
+        role, text = role_and_text(body, imported.kind)
+        message = NewMessage(new_id(), parent, body, role, storable_text(text), imported)
+        if imported.key is not None:
+            known[imported.key] = message.id
+        new.append(message)
+    head = known.get(item.head_key) if item.head_key is not None else None
+    if head is None and new:
+        head = new[-1].id
+    return ImportPlan(new, skipped, head)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,24 +109,19 @@ class Conversation:
 
     def branches(self) -> list[Branch]:
         """Every branch of the conversation (one per leaf message), the current one marked, oldest first."""
-        messages = [m for m in self.store.find_messages(self.id, kind="chat")]
+        messages = self.store.find_messages(self.id, kind="chat")
         messages += self.store.find_messages(self.id, kind="response_item")
         by_id = {m.id: m for m in messages}
         parents = {m.parent_id for m in messages}
-        head = self.record.head_id
-        on_head: set[str] = set()
-        cursor = by_id.get(head) if head else None
-        while cursor is not None:  # the current branch, from the head back to its root
-            on_head.add(cursor.id)
-            cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
-        result = []
-        for tip in sorted((m for m in messages if m.id not in parents), key=lambda m: m.created_at):
-            depth, cursor = 0, tip
-            while cursor is not None:
-                depth += 1
-                cursor = by_id.get(cursor.parent_id) if cursor.parent_id else None
-            result.append(Branch(tip=tip, length=depth, current=tip.id in on_head))
-        return result
+
+        def lineage(message: StoredMessage | None) -> Iterator[StoredMessage]:
+            while message is not None:
+                yield message
+                message = by_id.get(message.parent_id) if message.parent_id else None
+
+        on_head = {m.id for m in lineage(by_id.get(self.record.head_id or ""))}
+        tips = sorted((m for m in messages if m.id not in parents), key=lambda m: m.created_at)
+        return [Branch(tip=tip, length=sum(1 for _ in lineage(tip)), current=tip.id in on_head) for tip in tips]
 
     def delete(self) -> None:
         """Delete the conversation and all its messages."""

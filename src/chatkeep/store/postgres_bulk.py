@@ -7,9 +7,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from ..messages import validate_message
-from .base import check_conversation_id, check_status, dumps, new_id, role_and_text, storable_text
-from .bulk import ImportConversation, ImportSummary
+from .base import check_conversation_id, dumps, role_and_text, storable_text
+from .bulk import ImportConversation, ImportSummary, plan_import
 from .postgres_search import tsvector_text
 
 if TYPE_CHECKING:
@@ -29,7 +28,12 @@ def searchable_text(body: dict[str, Any], kind: str = "chat") -> str:
     PostgreSQL text cannot hold NUL; a space stands in for it, separating words
     as SQLite's tokenizer does. The exact message stays in ``body``.
     """
-    return storable_text(role_and_text(body, kind)[1]).replace("\x00", " ")
+    return without_nul(storable_text(role_and_text(body, kind)[1]))
+
+
+def without_nul(text: str) -> str:
+    """``text`` with each NUL, which PostgreSQL text cannot hold, replaced by a space."""
+    return text.replace("\x00", " ")
 
 
 def utc(moment: datetime | None) -> datetime | None:
@@ -65,55 +69,30 @@ def _open_conversation(conn: Connection[Any], item: ImportConversation, now: dat
 
 def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) -> ImportSummary:
     conversation_id, created = _open_conversation(conn, item, now)
-    ids: dict[str, str] = dict(conn.execute(
+    known: dict[str, str] = dict(conn.execute(
         "SELECT source_key, id FROM messages WHERE conversation_id = %s AND source_key IS NOT NULL",
         (conversation_id,),
     ).fetchall())
-    summary = ImportSummary(conversation_ids=[conversation_id])
-    rows: list[tuple[Any, ...]] = []
-    last: str | None = None
-    where = f"conversation {item.key or conversation_id!r}"
-    for number, imported in enumerate(item.messages):
-        if imported.key is not None and imported.key in ids:
-            summary.messages_skipped += 1
-            continue
-        parent = None
-        if imported.parent_key is not None:
-            parent = ids.get(imported.parent_key)
-            if parent is None:
-                raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
-        check_status(imported.status)
-        if imported.kind in ("chat", "summary"):
-            body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
-        else:
-            body = dict(imported.message)
-        message_id = new_id()
-        text = searchable_text(body, imported.kind)
-        rows.append((
-            message_id, conversation_id, parent, imported.kind, role_and_text(body, imported.kind)[0], dumps(body),
-            text, tsvector_text(text),
-            utc(imported.created_at) or now, imported.status, imported.model,
-            None if imported.usage is None else dumps(imported.usage), imported.finish_reason,
-            dumps(imported.metadata), imported.key,
-        ))
-        if imported.key is not None:
-            ids[imported.key] = message_id
-        last = message_id
-        summary.messages_added += 1
-    if rows:
+    plan = plan_import(item, conversation_id, known)
+    if plan.new:
         # One COPY for the conversation; parents precede children, and the foreign
         # keys are checked when it ends.
         with conn.cursor().copy(_COPY_IMPORTED) as copy:
-            for row in rows:
-                copy.write_row(row)
-    head = ids.get(item.head_key) if item.head_key is not None else None
-    if head is None and (created or last is not None):
-        head = last
-    if head is not None:
-        conn.execute("UPDATE conversations SET head_id = %s WHERE id = %s", (head, conversation_id))
+            for m in plan.new:
+                text = without_nul(m.text)
+                copy.write_row((
+                    m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), text,
+                    tsvector_text(text), utc(m.source.created_at) or now, m.source.status, m.source.model,
+                    None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
+                    dumps(m.source.metadata), m.source.key,
+                ))
+    if plan.head is not None:
+        conn.execute("UPDATE conversations SET head_id = %s WHERE id = %s", (plan.head, conversation_id))
+    summary = ImportSummary(messages_added=len(plan.new), messages_skipped=plan.skipped,
+                            conversation_ids=[conversation_id])
     if created:
         summary.conversations_created = 1
-    elif summary.messages_added:
+    elif plan.new:
         summary.conversations_updated = 1
         conn.execute("UPDATE conversations SET updated_at = %s WHERE id = %s", (now, conversation_id))
     return summary

@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from ..messages import validate_message
 from .base import (
-    StoredMessage, check_conversation_id, check_status, dumps, format_time, new_id, role_and_text, storable_text, utcnow,
+    StoredMessage, check_conversation_id, dumps, format_time, utcnow,
 )
-from .bulk import ImportConversation, ImportSummary
+from .bulk import ImportConversation, ImportSummary, plan_import
 from .search import MARK_CLOSE, MARK_OPEN, SearchHit, fts5_query, parse_query
 
 __all__ = ["import_into", "search_in"]
@@ -43,49 +42,26 @@ def _open_conversation(db: sqlite3.Connection, item: ImportConversation, now: st
 
 def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> ImportSummary:
     conversation_id, created = _open_conversation(db, item, now)
-    ids: dict[str, str] = dict(db.execute(
+    known: dict[str, str] = dict(db.execute(
         "SELECT source_key, id FROM messages WHERE conversation_id = ? AND source_key IS NOT NULL",
         (conversation_id,),
     ).fetchall())
-    summary = ImportSummary(conversation_ids=[conversation_id])
-    last: str | None = None
-    where = f"conversation {item.key or conversation_id!r}"
-    for number, imported in enumerate(item.messages):
-        if imported.key is not None and imported.key in ids:
-            summary.messages_skipped += 1
-            continue
-        parent = None
-        if imported.parent_key is not None:
-            parent = ids.get(imported.parent_key)
-            if parent is None:
-                raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
-        check_status(imported.status)
-        if imported.kind in ("chat", "summary"):
-            body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
-        else:
-            body = dict(imported.message)
-        role, text = role_and_text(body, imported.kind)
-        message_id = new_id()
-        db.execute(
-            "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-            " model, usage, finish_reason, metadata, source_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (message_id, conversation_id, parent, imported.kind, role, dumps(body), storable_text(text),
-             _time(imported.created_at, now), imported.status, imported.model,
-             None if imported.usage is None else dumps(imported.usage), imported.finish_reason,
-             dumps(imported.metadata), imported.key),
-        )
-        if imported.key is not None:
-            ids[imported.key] = message_id
-        last = message_id
-        summary.messages_added += 1
-    head = ids.get(item.head_key) if item.head_key is not None else None
-    if head is None and (created or last is not None):
-        head = last
-    if head is not None:
-        db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (head, conversation_id))
+    plan = plan_import(item, conversation_id, known)
+    db.executemany(
+        "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
+        " model, usage, finish_reason, metadata, source_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), m.text,
+          _time(m.source.created_at, now), m.source.status, m.source.model,
+          None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
+          dumps(m.source.metadata), m.source.key) for m in plan.new],
+    )
+    if plan.head is not None:
+        db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (plan.head, conversation_id))
+    summary = ImportSummary(messages_added=len(plan.new), messages_skipped=plan.skipped,
+                            conversation_ids=[conversation_id])
     if created:
         summary.conversations_created = 1
-    elif summary.messages_added:
+    elif plan.new:
         summary.conversations_updated = 1
         db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
     return summary
