@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatkeep import BackendUnavailable, open_store
-from chatkeep.items import clean_window
 from chatkeep.integrations import ChatkeepSession
 from chatkeep.store import SQLiteStore
 from clitools import environment, run
@@ -170,18 +169,34 @@ def test_added_items_are_copies(store: SQLiteStore) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(histories, histories, st.integers(0, 30))
-def test_a_limited_window_never_starts_with_an_orphaned_output(
+def test_a_limited_window_is_exactly_the_newest_items(
     older: list[dict[str, Any]], newer: list[dict[str, Any]], limit: int
 ) -> None:
+    # As the SDK's own sessions: the session returns what is stored, and the runner
+    # (not the session) drops a tool output whose call fell outside the window.
     with SQLiteStore(":memory:") as store:
         session = ChatkeepSession("window", store)
         history = older + newer
         asyncio.run(session.add_items(older))
         asyncio.run(session.add_items(newer))
-        window = items_of(session, limit)
-        assert window == (clean_window(history[-limit:]) if limit else [])
-        assert len(window) <= limit and orphans(window) == []
-        assert window == history[len(history) - len(window):]
+        assert items_of(session, limit) == (history[-limit:] if limit else [])
+
+
+def test_the_runner_drops_an_output_whose_call_fell_out_of_the_window(
+    openai_server: FakeOpenAI, store: SQLiteStore
+) -> None:
+    openai_server.script(text("Noted."))
+    session = ChatkeepSession("orphaned", store, session_settings={"limit": 2})
+    asyncio.run(session.add_items([
+        {"role": "user", "content": "Weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"},
+        {"role": "assistant", "content": "It is sunny."},
+    ]))
+    assert kinds(items_of(session)) == ["function_call_output", "assistant"]
+    AgentDriver("run", openai_server, session).run("Thanks")
+    assert openai_server.requests[0].body["input"] == [
+        {"role": "assistant", "content": "It is sunny."}, {"content": "Thanks", "role": "user"}]
 
 
 def test_session_settings_limit_is_the_default_window(store: SQLiteStore) -> None:

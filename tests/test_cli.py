@@ -140,9 +140,9 @@ def test_path_prints_the_store(db: Path) -> None:
 def test_show_tree_marks_the_current_branch(db: Path) -> None:
     store = open_store(db)
     conv = store.new_conversation("t")
-    question = conv.append({"role": "user", "content": "Pick a colour"})
-    conv.append({"role": "assistant", "content": "Red"})
-    conv.append({"role": "assistant", "content": "Blue"}, parent_id=question.id)
+    conv.append({"role": "user", "content": "Pick a colour"})
+    red = conv.append({"role": "assistant", "content": "Red"})
+    conv.edit(red.id, {"role": "assistant", "content": "Blue"})  # a second answer, now the head
     out = normalize(run(environment(db), "show", "t", "--tree").out)
     assert out.endswith("* <id1> user: Pick a colour\n    <id2> assistant: Red\n  * <id3> assistant: Blue\n")
 
@@ -170,9 +170,9 @@ def test_the_cli_reference_is_up_to_date() -> None:
 def test_branches_and_switch(db: Path) -> None:
     store = open_store(db)
     conv = store.new_conversation("b")
-    question = conv.append({"role": "user", "content": "Pick a colour"})
+    conv.append({"role": "user", "content": "Pick a colour"})
     red = conv.append({"role": "assistant", "content": "Red"})
-    conv.append({"role": "assistant", "content": "Blue"}, parent_id=question.id)
+    conv.edit(red.id, {"role": "assistant", "content": "Blue"})  # a second answer, now the head
     env = environment(db)
     assert normalize(run(env, "branches", "b").out) == "\t<id1>\t2\tassistant: Red\n*\t<id2>\t2\tassistant: Blue\n"
     assert run(env, "switch", "b", red.id).code == 0

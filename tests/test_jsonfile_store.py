@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatkeep import FormatError, JSONFileStore, StoreError, open_store
+from chatkeep import FormatError, JSONFileStore, StoreError, Unsupported, open_store
 
 TUTORIAL = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -84,12 +84,13 @@ def test_not_an_array_is_refused(tmp_path: Path) -> None:
         open_store(file).conversation("h").messages
 
 
-def test_no_temporary_file_is_left_behind(tmp_path: Path) -> None:
+def test_no_temporary_file_is_left_behind_only_the_documented_lock(tmp_path: Path) -> None:
     file = tmp_path / "h.json"
     conv = open_store(file).conversation("h")
     for message in TUTORIAL:
         conv.append(message)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".h.json.lock", "h.json"]
+    assert (tmp_path / ".h.json.lock").stat().st_mode & 0o777 == 0o600
 
 
 def test_one_file_one_branch(tmp_path: Path) -> None:
@@ -97,9 +98,9 @@ def test_one_file_one_branch(tmp_path: Path) -> None:
     conv = store.conversation("h")
     first = conv.append(TUTORIAL[1])
     conv.append(TUTORIAL[2])
-    with pytest.raises(StoreError, match="one branch"):
+    with pytest.raises(Unsupported, match=r"h\.json holds one conversation as a plain list.*needs a branch"):
         conv.append(TUTORIAL[1], parent_id=first.id)
-    with pytest.raises(StoreError, match="cannot move without losing messages"):
+    with pytest.raises(Unsupported, match="move its head without losing messages"):
         conv.set_head(first.id)
     with pytest.raises(StoreError, match="holds one conversation, 'h'"):
         store.create_conversation("other")

@@ -21,7 +21,7 @@ from chatkeep import (
     StoreError,
     open_store,
 )
-from chatkeep.store import SQLiteStore
+from chatkeep.store import ANY, SQLiteStore
 
 
 @pytest.fixture(params=["sqlite", "jsonfile"])
@@ -184,14 +184,18 @@ def test_branches_and_head_moves(db_store: SQLiteStore) -> None:
     conv = db_store.new_conversation("x")
     q = conv.append(user("question"))
     a1 = conv.append({"role": "assistant", "content": "first answer"})
+    # Named under q while the head is a1: it waits on a branch of its own.
     a2 = conv.append({"role": "assistant", "content": "second answer"}, parent_id=q.id)
-    assert [m.id for m in conv.history()] == [q.id, a2.id]
-    assert db_store.children(q.id) == [a1, a2]
-    conv.set_head(a1.id)
+    assert (a1.head_moved, a2.head_moved, a2.branched) == (True, False, True)
     assert [m.id for m in conv.history()] == [q.id, a1.id]
-    assert [m.id for m in db_store.path("x", head_id=a2.id)] == [q.id, a2.id]
+    assert db_store.children(q.id) == [a1, a2]
+    conv.set_head(a2.id)
+    assert [m.id for m in conv.history()] == [q.id, a2.id]
+    assert [m.id for m in db_store.path("x", head_id=a1.id)] == [q.id, a1.id]
     side = conv.append(user("aside"), parent_id=q.id, move_head=False)
-    assert conv.head == a1 and side.parent_id == q.id
+    assert conv.head == a2 and side.parent_id == q.id
+    forced = conv.append(user("switch to me"), parent_id=q.id, expect_head=ANY)
+    assert forced.head_moved and conv.head == forced
 
 
 def test_messages_stay_in_their_conversation(db_store: SQLiteStore) -> None:

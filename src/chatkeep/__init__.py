@@ -36,12 +36,14 @@ from .errors import (
     ContextBudgetError,
     ConversationNotFound,
     FormatError,
+    HeadMoved,
     MessageError,
     MessageNotFound,
     MigrationError,
     PendingToolCalls,
     ResponseError,
     StoreError,
+    Unsupported,
 )
 from .messages import MessageDict, message_text, user_message, validate_message, validate_messages
 from .store import (
@@ -69,6 +71,7 @@ __all__ = [
     "ConversationNotFound",
     "ConversationRecord",
     "FormatError",
+    "HeadMoved",
     "JSONFileStore",
     "KeepAll",
     "MessageDict",
@@ -89,6 +92,7 @@ __all__ = [
     "Summarize",
     "TokenCounter",
     "TrimToBudget",
+    "Unsupported",
     "message_text",
     "open_store",
     "record_chunks",

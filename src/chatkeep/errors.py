@@ -9,6 +9,8 @@ ChatkeepError
 │   ├── ConversationNotFound   (also a KeyError)
 │   ├── MessageNotFound        (also a KeyError)
 │   ├── MigrationError
+│   ├── HeadMoved              the head is no longer where the operation expected it
+│   ├── Unsupported            the store's format cannot hold what was asked
 │   └── BackendUnavailable     (also an ImportError, names the extra to install)
 ├── FormatError           a file cannot be read: carries file, line and reason
 └── ContextBudgetError    the messages that must be sent do not fit the token budget
@@ -87,6 +89,26 @@ class MessageNotFound(StoreError, KeyError):
 
 class MigrationError(StoreError):
     """The database schema cannot be brought to the version this chatkeep needs."""
+
+
+class HeadMoved(StoreError):
+    """The conversation's head moved since the caller looked: a compare-and-set found another message.
+
+    Nothing was changed; ``expected`` and ``actual`` name the two heads (``None``: empty).
+    """
+
+    def __init__(self, conversation_id: str, expected: str | None, actual: str | None) -> None:
+        self.conversation_id = conversation_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"conversation {conversation_id!r} moved on: its head is {actual!r}, not {expected!r} "
+            "(another writer changed it); nothing was changed"
+        )
+
+
+class Unsupported(StoreError):
+    """The store's format cannot hold what an operation would write; it is refused before anything changes."""
 
 
 class BackendUnavailable(StoreError, ImportError):

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import ChatkeepError
+from ..errors import ChatkeepError, Unsupported
 from ..store import AnyStore
 from ..store.conversation import Conversation
 from .common import db_option, open_db
@@ -41,7 +41,12 @@ class ChatSession:
         return DEFAULT_MODEL
 
     def open(self, conversation_id: str | None, latest: bool) -> None:
-        """Open a conversation by id (made if missing), or the most recently updated one."""
+        """Open a conversation by id (made if missing), or the most recently updated one.
+
+        A store that holds one conversation (the tutorial's JSON file) opens that one.
+        """
+        if conversation_id is None and not latest and not holds_many_conversations(self.store):
+            conversation_id = self.store.list_conversations(limit=1)[0].id
         if latest:
             found = self.store.list_conversations(limit=1)
             if not found:
@@ -105,16 +110,31 @@ def _show_reply(session: ChatSession, stream: Any) -> None:
             live.update(Markdown(text))
 
 
+def holds_many_conversations(store: AnyStore) -> bool:
+    """Whether the store can hold more than one conversation (the tutorial's JSON file cannot)."""
+    try:
+        store.require("conversations")
+    except Unsupported:
+        return False
+    return True
+
+
 def take_turn(session: ChatSession, text: str | None, *, retry: bool = False) -> None:
     """One turn: save the message, stream (or wait for) the reply, print it. Errors propagate."""
     chat = session.chat()
     if not session.stream:
         reply = chat.retry() if retry else chat.send(text)
         session.out.markdown(str(reply)) if session.out.fancy else click.echo(str(reply))
-        return
-    stream = chat.retry_stream() if retry else chat.stream(text)
-    with stream:
-        _show_reply(session, stream)
+    else:
+        stream = chat.retry_stream() if retry else chat.stream(text)
+        with stream:
+            _show_reply(session, stream)
+        reply = stream.reply
+    if reply is not None and reply.branched:
+        click.echo(
+            f"chatkeep: the conversation moved on while this reply was written (another chat, or a switch), so it "
+            f"is kept on a branch of its own: chatkeep branches {reply.message.conversation_id}", err=True,
+        )
 
 
 def _save_unsent(session: ChatSession, text: str, problem: ChatkeepError) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ChatkeepError
+from ..errors import ChatkeepError, PendingToolCalls, Unsupported
 from .chat import ChatSession, MissingKey, _save_unsent, take_turn
 from .errors import api_error_text
 
@@ -50,6 +50,7 @@ def _fork(session: ChatSession, argument: str) -> None:
 
 
 def _new(session: ChatSession, argument: str) -> None:
+    session.store.require("conversations")  # the tutorial's JSON file holds one
     session.switch(None)
     session.out.line("New conversation: it is saved with your first message.")
 
@@ -85,8 +86,12 @@ def handle_command(session: ChatSession, line: str) -> bool:
     return True
 
 
-def _turn(session: ChatSession, text: str | None, *, retry: bool = False) -> None:
-    """A turn whose failures are reported in one line, leaving the chat running."""
+def _turn(session: ChatSession, text: str | None, *, retry: bool = False) -> str:
+    """A turn whose failures are reported in one line, leaving the chat running.
+
+    Returns the text to offer at the next prompt: what the user typed, when the
+    turn was refused before it was saved, so nothing typed is lost.
+    """
     try:
         take_turn(session, text, retry=retry)
     except KeyboardInterrupt:
@@ -95,6 +100,9 @@ def _turn(session: ChatSession, text: str | None, *, retry: bool = False) -> Non
         if text is not None:
             _save_unsent(session, text, exc)
         session.out.line(f"chatkeep: {exc} (your message is saved; /retry once it is set)")
+    except (Unsupported, PendingToolCalls) as exc:  # refused before anything was saved or sent
+        session.out.line(f"chatkeep: {exc}" + (" (your message is kept at the prompt)" if text else ""))
+        return text or ""
     except ChatkeepError as exc:
         session.out.line(f"chatkeep: {exc}")
     except Exception as exc:
@@ -102,6 +110,7 @@ def _turn(session: ChatSession, text: str | None, *, retry: bool = False) -> Non
         if line is None:
             raise
         session.out.line(f"chatkeep: {line} (your message is saved; /retry to send it again)")
+    return ""
 
 
 def _prompt_session() -> Any:
@@ -122,9 +131,11 @@ def run_repl(session: ChatSession) -> None:
     prompt = _prompt_session()
     where = session.conversation.id if session.conversation else "a new conversation"
     session.out.line(f"chatkeep · {where} · {session.model} · /help for commands, Ctrl-D to leave", style="dim")
+    kept = ""
     while True:
         try:
-            line = prompt.prompt("> ")
+            line = prompt.prompt("> ", default=kept)
+            kept = ""
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line
         except EOFError:
@@ -135,4 +146,4 @@ def run_repl(session: ChatSession) -> None:
             if not handle_command(session, line):
                 break
             continue
-        _turn(session, line)
+        kept = _turn(session, line)

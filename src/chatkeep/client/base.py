@@ -12,7 +12,10 @@ from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, conte
 from ..errors import ChatkeepError
 from ..store.base import StoredMessage
 from ..store.conversation import Conversation
+from .effects import Steps
 from .plan import Turn
+from .steps import chat_turn
+from .streams import Slot
 from .turn import Reply, ReplyRecord, build_request, reply_of
 
 __all__ = ["ChatBase"]
@@ -95,7 +98,6 @@ class ChatBase:
     def _adopt(self, items: list[StoredMessage]) -> History:
         counter = self._token_counter()
         history = History.of(items, counter.message if counter else None, key=counter.name if counter else None)
-        self._history = history
         self._summary = None
         return history
 
@@ -114,28 +116,56 @@ class ChatBase:
                 self._summary = summary
                 return
 
-    def _load(self) -> History:
-        history = self._cached_history(self.conversation.record.head_id)
+    def _load(self, conversation: Conversation) -> History:
+        """The branch to answer: the cached one while the stored head is still its tip, else read afresh.
+
+        The turn takes the cache out and ``_checkin`` puts it back, so two turns
+        running at once on one chat never share (and scramble) one history.
+        """
+        history = self._cached_history(conversation.record.head_id)
+        self._history = None
         if history is None:
-            history = self._adopt(self.conversation.history())
+            history = self._adopt(conversation.history())
             unsaved = self._unsaved_counts(history)
             if unsaved:
-                self.conversation.store.save_token_counts(unsaved)
+                conversation.store.save_token_counts(unsaved)
             if self._wants_summaries():
-                found = self.conversation.store.find_messages(self.conversation.id, kind="summary")
+                found = conversation.store.find_messages(conversation.id, kind="summary")
                 self._adopt_summary(history, found)
         return history
 
-    def _prepare(self, message: Any, *, regenerate: bool = False) -> Turn:
-        """Read the branch (cached while the head has not moved), plan the turn, save the new message.
+    def _checkin(self, history: History) -> None:
+        """Keep a finished turn's branch for the next turn (used only while the stored head is its tip)."""
+        self._history = history
 
-        Blocking: ``AsyncChat`` runs it in one worker-thread call.
+    def _prepare(self, message: Any, *, regenerate: bool = False) -> Turn:
+        """Hold the tip, read the branch, plan the turn, save the new message.
+
+        Blocking: ``AsyncChat`` runs it in one worker-thread call. Whatever the
+        store cannot hold is refused here, before any model call is paid for.
         """
-        turn = Turn(self.conversation, self._load(), message, regenerate=regenerate)
-        save = turn.save_prompt()
-        if save is not None:
-            save()
+        store = self.conversation.store
+        if self._wants_summaries():
+            store.require("summaries")
+        lease = store.lease(self.conversation.id)
+        try:
+            conversation = Conversation(lease.store, self.conversation.id)
+            turn = Turn(conversation, self._load(conversation), message, regenerate=regenerate, lease=lease)
+            save = turn.save_prompt()
+            if save is not None:
+                save()
+        except BaseException:
+            lease.release()
+            raise
         return turn
+
+    def _turn(
+        self, message: Any, overrides: Mapping[str, Any], *, regenerate: bool = False, streaming: bool = False,
+        slot: Slot[Reply] | None = None,
+    ) -> Steps[Reply]:
+        """The whole turn as effects, for the sync or async shell to carry out."""
+        return chat_turn(self, self.client.chat.completions.create, message, overrides, regenerate=regenerate,
+                         streaming=streaming, slot=slot)
 
     # -- the request and its context ------------------------------------------------
 
@@ -156,7 +186,7 @@ class ChatBase:
             raise ChatkeepError("only the Summarize policy asks for summaries")
         return self.policy.request(ask, model)
 
-    def _save_summary(self, ask: SummaryRequest, record: ReplyRecord) -> Callable[[], StoredMessage]:
+    def _save_summary(self, turn: Turn, ask: SummaryRequest, record: ReplyRecord) -> Callable[[], StoredMessage]:
         """The store operation that keeps a new summary, off the branch, after the last message it covers."""
         text = str(record.message.get("content") or "")
         if not text.strip():
@@ -168,12 +198,12 @@ class ChatBase:
             "extends": ask.previous.id if ask.previous is not None else None,
         }
         message = summary_message(text)
-        history = self._history
-        tokens = history.tokens_of(message) if history is not None else 0
-        counts = {history.key: tokens} if history is not None and history.key else None
+        history = turn.history
+        tokens = history.tokens_of(message)
+        counts = {history.key: tokens} if history.key else None
 
         def save() -> StoredMessage:
-            stored = self.conversation.append(
+            stored = turn.conversation.append(
                 message, parent_id=ask.last_id, move_head=False, kind="summary", model=record.model,
                 usage=record.usage, metadata={"summary": covers}, token_counts=counts,
             )

@@ -1,10 +1,16 @@
-"""``Turn``: what one turn saves, decided once for the sync and async chats.
+"""``Turn``: what one chat turn saves, and under which parent, decided once for the sync and async chats.
 
 A turn never touches the store itself: it hands the shells callables (store
 operations) to run, directly in ``Chat`` and in a worker thread in
 ``AsyncChat``. The order is fixed by the durability rules: the user's message
 is saved before the API call; the reply, complete or not, after it; a failure
 marks the unanswered message.
+
+Every write names its parent: the prompt is saved under the tip this turn
+read, and the reply under the prompt it answers. The head follows only by
+compare-and-set, so when another writer moved it meanwhile (a second chat, a
+``chatkeep switch``), the turn's messages stay together on a branch of their
+own instead of landing under someone else's prompt.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ from typing import Any
 from ..context.history import History
 from ..errors import ChatkeepError
 from ..messages import MessageDict, to_message_dict, user_message, validate_message
-from ..store.base import HEAD, StoredMessage
+from ..store.base import PARENT, StoredMessage
 from ..store.conversation import Conversation
+from ..store.protocol import Lease
+from .effects import StreamClosed
 from .turn import ReplyRecord, check_tool_results, describe_error
 
 __all__ = ["Turn", "as_message"]
 
 Operation = Callable[[], Any]
 
-_INTERRUPTIONS = (GeneratorExit, KeyboardInterrupt)
+_INTERRUPTIONS = (GeneratorExit, KeyboardInterrupt, StreamClosed)
 
 
 def as_message(message: str | Mapping[str, Any] | Any) -> MessageDict:
@@ -33,14 +41,24 @@ def as_message(message: str | Mapping[str, Any] | Any) -> MessageDict:
     return validate_message(to_message_dict(message))
 
 
+def interruption_text(exc: BaseException) -> str:
+    """What a message's ``error`` says about why its turn ended unanswered."""
+    if isinstance(exc, StreamClosed):
+        return "interrupted before the reply started (the stream was closed)"
+    if isinstance(exc, _INTERRUPTIONS):
+        return f"interrupted before the reply started ({type(exc).__name__})"
+    return describe_error(exc)
+
+
 class Turn:
     """One turn over a conversation whose current branch is ``history``.
 
     ``message`` is the new message to send (text or a message dict); ``None``
     sends the conversation as it is, which answers a head that is a user or
     tool message. ``regenerate`` answers the head's parent again when the head
-    is an assistant reply, starting a new branch. The turn keeps ``history`` in
-    step with what it saves.
+    is an assistant reply, starting a new branch (refused up front by a store
+    that cannot hold one). The turn writes through ``lease`` and keeps
+    ``history`` in step with what it saves.
     """
 
     def __init__(
@@ -50,12 +68,16 @@ class Turn:
         message: str | Mapping[str, Any] | None = None,
         *,
         regenerate: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         self.conversation = conversation
         self.history = history
+        self.lease = lease
         self.new_message = None if message is None else as_message(message)
         self.prompt: StoredMessage | None = None
-        self.reply_parent: str | None = HEAD
+        # Where the reply goes, and the head it expects to find there when it is saved.
+        self.reply_parent: str | None = None
+        self.expected_head: str | None = PARENT
         if self.new_message is None:
             self._answer_existing(regenerate)
         check_tool_results(history.sendable, self.new_message)
@@ -70,41 +92,49 @@ class Turn:
                 raise ChatkeepError(
                     "the last message is already the assistant's: send a new message, or retry() to regenerate it"
                 )
+            self.conversation.store.require("branches")  # before any model call is paid for
             self.history.pop()
-            self.reply_parent = head.parent_id
+            self.reply_parent, self.expected_head = head.parent_id, head.id
             self.prompt = items[-1] if items else None
         else:
             self.prompt = head
+            self.reply_parent = head.id
 
     def _counts(self, tokens: int) -> dict[str, int] | None:
         return {self.history.key: tokens} if self.history.key else None
 
+    def release(self) -> None:
+        """Let other turns in (a store that holds one branch keeps them out until now)."""
+        if self.lease is not None:
+            self.lease.release()
+
     # -- store operations, for the shells to run --------------------------------
 
     def save_prompt(self) -> Operation | None:
-        """Save the new message before the call (``None``: nothing new to save)."""
+        """Save the new message under the tip this turn read, before the call (``None``: nothing to save)."""
         if self.new_message is None or self.prompt is not None:
             return None
         message = self.new_message
         tokens = self.history.tokens_of(message)
+        tip = self.history.head_id
 
         def save() -> StoredMessage:
-            stored = self.conversation.append(message, token_counts=self._counts(tokens))
-            self.prompt = stored
+            stored = self.conversation.append(message, parent_id=tip, token_counts=self._counts(tokens))
+            self.prompt, self.reply_parent = stored, stored.id
             self.history.append(stored, tokens)
             return stored
 
         return save
 
     def save_reply(self, record: ReplyRecord, *, latency_ms: float, sent: Mapping[str, Any] | None) -> Operation:
-        """Save the reply (with what was sent for it) and clear an earlier failure mark."""
-        prompt, parent = self.prompt, self.reply_parent
+        """Save the reply under its prompt (with what was sent for it) and clear an earlier failure mark."""
+        prompt, parent, expected = self.prompt, self.reply_parent, self.expected_head
         tokens = self.history.tokens_of(record.message)
         metadata = {**record.metadata, **({"context": dict(sent)} if sent else {})}
 
         def save() -> StoredMessage:
             stored = self.conversation.append(
-                record.message, parent_id=parent, model=record.model, usage=record.usage,
+                record.message, parent_id=parent, expect_head=expected, model=record.model, usage=record.usage,
                 latency_ms=round(latency_ms, 3), finish_reason=record.finish_reason,
                 status=record.status, metadata=metadata, token_counts=self._counts(tokens),
             )
@@ -120,9 +150,7 @@ class Turn:
         if self.prompt is None:
             return None
         prompt_id = self.prompt.id
-        error = describe_error(exc)
-        if isinstance(exc, _INTERRUPTIONS):
-            error = f"interrupted before the reply started ({type(exc).__name__})"
+        error = interruption_text(exc)
 
         def mark() -> StoredMessage:
             updated = self.conversation.store.update_message(prompt_id, status="error", error=error)

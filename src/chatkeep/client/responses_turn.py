@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ChatkeepError, PendingToolCalls, ResponseError
-from ..store.base import MessageStatus, StoredMessage
+from ..store.base import Draft, MessageStatus, StoredMessage
+from ..store.protocol import Lease
 from ..store.conversation import Conversation
 from ..items import (
     ITEM_KIND,
@@ -25,7 +26,7 @@ from ..items import (
     pending_calls,
     widen_window,
 )
-from .turn import describe_error
+from .plan import interruption_text
 
 __all__ = [
     "OutputRecord",
@@ -257,6 +258,7 @@ class ResponsesTurn:
     new: list[Item] | None
     chain: bool = False
     max_items: int | None = None
+    lease: Lease | None = None
     saved: list[StoredMessage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -272,12 +274,19 @@ class ResponsesTurn:
         self.sent_items = 0
 
     def save_input(self) -> list[StoredMessage]:
-        """Store the new input items, before the call (blocking: run it in a worker thread when async)."""
-        for item in self.new or ():
-            stored = self.conversation.append(item, kind=ITEM_KIND)
-            self.saved.append(stored)
-            self.branch.append(stored)
+        """Store the new input items under the tip this turn read, before the call, in one transaction."""
+        if self.new:
+            tip = self.branch[-1].id if self.branch else None
+            self.saved = self.conversation.store.append_many(
+                self.conversation.id, [Draft(item, kind=ITEM_KIND) for item in self.new], parent_id=tip
+            )
+            self.branch += self.saved
         return self.saved
+
+    def release(self) -> None:
+        """Let other turns in (a store that holds one branch keeps them out until now)."""
+        if self.lease is not None:
+            self.lease.release()
 
     def unchain(self) -> None:
         """Send the whole branch from now on: the server lost the previous response."""
@@ -313,23 +322,25 @@ class ResponsesTurn:
         prompt = self.saved[-1] if self.saved else (self.branch[-1] if self.branch else None)
         last = len(record.items) - 1
 
+        drafts = []
+        for index, item in enumerate(record.items):
+            extra: dict[str, Any] = {}
+            if index == last:
+                extra = {"usage": record.usage, "latency_ms": round(latency_ms, 3), "finish_reason": record.finish_reason}
+                meta = {**base, "output_index": index, "sent_items": self.sent_items,
+                        "previous_response_id": self.previous_response_id, "first_token_ms": first_token_ms}
+            else:
+                meta = {**base, "output_index": index}
+            drafts.append(Draft(item, kind=ITEM_KIND, model=record.model, status=record.status,
+                                metadata={k: v for k, v in meta.items() if v is not None}, **extra))
+
         def save() -> list[StoredMessage]:
-            stored_items = []
-            for index, item in enumerate(record.items):
-                extra: dict[str, Any] = {}
-                if index == last:
-                    extra = {"usage": record.usage, "latency_ms": round(latency_ms, 3),
-                             "finish_reason": record.finish_reason}
-                    meta = {**base, "output_index": index, "sent_items": self.sent_items,
-                            "previous_response_id": self.previous_response_id, "first_token_ms": first_token_ms}
-                else:
-                    meta = {**base, "output_index": index}
-                stored = self.conversation.append(
-                    item, kind=ITEM_KIND, model=record.model, status=record.status,
-                    metadata={k: v for k, v in meta.items() if v is not None}, **extra,
-                )
-                stored_items.append(stored)
-                self.branch.append(stored)
+            # Under the input they answer, all in one transaction: a reasoning item
+            # is never kept without the item it precedes.
+            stored_items = self.conversation.store.append_many(
+                self.conversation.id, drafts, parent_id=prompt.id if prompt is not None else None
+            )
+            self.branch += stored_items
             if prompt is not None and prompt.status == "error":
                 self.conversation.store.update_message(prompt.id, status="complete", error=None)
             return stored_items
@@ -341,12 +352,13 @@ class ResponsesTurn:
         prompt = self.saved[-1] if self.saved else (self.branch[-1] if self.branch else None)
         if prompt is None:
             return None
-        error = describe_error(exc)
-        if isinstance(exc, (GeneratorExit, KeyboardInterrupt)):
-            error = f"interrupted before the reply started ({type(exc).__name__})"
+        error = interruption_text(exc)
         prompt_id = prompt.id
 
         def mark() -> StoredMessage:
-            return self.conversation.store.update_message(prompt_id, status="error", error=error)
+            updated = self.conversation.store.update_message(prompt_id, status="error", error=error)
+            # keep the branch (which the chat reuses while the head stays) in step with the store
+            self.branch[:] = [updated if m.id == prompt_id else m for m in self.branch]
+            return updated
 
         return mark

@@ -71,6 +71,15 @@ class Reply:
     def status(self) -> str:
         return self.message.status
 
+    @property
+    def branched(self) -> bool:
+        """True when the conversation moved on during the turn, so the reply waits on a branch of its own.
+
+        It is still saved under the message it answers; ``conversation.branches()``
+        lists it and ``conversation.set_head(reply.message.id)`` continues from it.
+        """
+        return self.message.branched
+
     def __str__(self) -> str:
         return self.text
 

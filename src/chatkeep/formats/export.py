@@ -18,7 +18,7 @@ from typing import Any, TextIO, Union
 
 from ..errors import FormatError
 from ..items import branch_to_chat, response_item_to_chat
-from ..store.base import Store
+from ..store.protocol import Store
 from .jsonl import RECORD_KEYS
 from .render import Exported, html_conversation, html_end, html_start, markdown_conversation
 

@@ -14,31 +14,30 @@ use), so agent runs show up in ``chatkeep list``, ``show``, ``search`` and
 outputs, reasoning items with encrypted content, kinds newer than chatkeep)
 is stored as it came, one stored message per item with ``kind="response_item"``.
 
-The store is blocking, so every call runs in a worker thread; writes are
-shielded, so a cancelled run still finishes saving what it started to save.
+The store is blocking, so every call runs in a worker thread (one adapter,
+:func:`chatkeep.store.threads.run_blocking`); a cancelled run still finishes
+saving what it started to save.
 The SDK itself is imported only when a session is made.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
-from ..items import ITEM_KIND, as_item, chat_to_items, clean_window
 from ..client.responses_turn import branch_items
 from ..errors import BackendUnavailable, ConversationNotFound, StoreError
-from ..store.base import Store
+from ..items import ITEM_KIND, as_item, chat_to_items
+from ..store.base import Draft
 from ..store.conversation import Conversation
+from ..store.protocol import Store
+from ..store.threads import run_blocking
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
     from agents.memory.session_settings import SessionSettings
 
 __all__ = ["ChatkeepSession"]
-
-T = TypeVar("T")
 
 INSTALL_HINT = "the OpenAI Agents SDK is not installed: pip install 'chatkeep[agents]'"
 
@@ -51,11 +50,6 @@ def _settings(value: SessionSettings | Mapping[str, Any] | None) -> SessionSetti
     return SessionSettings() if value is None else coerce_session_settings(dict(value) if isinstance(value, Mapping) else value)
 
 
-async def _write(operation: Callable[[], T]) -> T:
-    # Shielded: a cancelled run still finishes the write it started.
-    return await asyncio.shield(asyncio.to_thread(operation))
-
-
 class ChatkeepSession:
     """An Agents SDK ``Session`` whose history is a chatkeep conversation.
 
@@ -65,11 +59,14 @@ class ChatkeepSession:
     ``session_settings`` works as in the SDK's own sessions (``limit``: how
     many recent items a run reads).
 
-    ``get_items(limit=N)`` returns at most the N newest items, never starting
-    with a tool output whose call was cut off (the API would refuse it).
-    ``pop_item()`` moves the conversation's head back one item: the popped
-    item stays in the store, off the branch, as every undo in chatkeep does.
-    ``clear_session()`` deletes the conversation.
+    ``get_items(limit=N)`` returns the N newest items, as the SDK's own
+    sessions do (the runner drops a tool output whose call fell outside the
+    window). ``add_items`` stores a batch in one transaction, after whatever
+    the head is when it commits. ``pop_item()`` moves the conversation's head
+    back one item in one store operation, so two pops never take the same
+    item and an add racing a pop loses nothing; the popped item stays in the
+    store, off the branch, as every undo in chatkeep does. ``clear_session()``
+    deletes the conversation.
     """
 
     def __init__(
@@ -93,9 +90,6 @@ class ChatkeepSession:
         else:
             self.store = store
         self.title, self.owner, self.metadata = title, owner, dict(metadata or {})
-        # One session object's operations run one at a time, so a pop never
-        # races an add from the same process.
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ChatkeepSession({self.session_id!r}, store={self.store!r})"
@@ -116,22 +110,22 @@ class ChatkeepSession:
         """The session's items, oldest first; with ``limit`` only the newest ones (see the class)."""
         if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
-        return await asyncio.to_thread(self._read, limit)
+        return await run_blocking(lambda: self._read(limit))
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Store items after the newest one, each as it came."""
         if not items:
             return
         plain = [as_item(item) for item in items]  # detached before the caller can change them
-        await _write(lambda: self._add(plain))
+        await run_blocking(lambda: self._add(plain))
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Take the newest item off the session and return it (``None`` when empty)."""
-        return await _write(self._pop)
+        return await run_blocking(self._pop)
 
     async def clear_session(self) -> None:
         """Delete every item of the session (its conversation)."""
-        await _write(self._clear)
+        await run_blocking(self._clear)
 
     # -- blocking steps, run in a worker thread ---------------------------------
 
@@ -145,7 +139,7 @@ class ChatkeepSession:
         except ConversationNotFound:
             return []
         items = branch_items(stored)
-        return items if limit is None else clean_window(items[-limit:])
+        return items if limit is None else items[-limit:]
 
     def _create(self) -> None:
         try:
@@ -155,32 +149,27 @@ class ChatkeepSession:
             self.store.get_conversation(self.session_id)
 
     def _add(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for item in items:
-                try:
-                    self.store.append(self.session_id, item, kind=ITEM_KIND)
-                except ConversationNotFound:
-                    self._create()
-                    self.store.append(self.session_id, item, kind=ITEM_KIND)
+        drafts = [Draft(item, kind=ITEM_KIND) for item in items]
+        try:
+            self.store.append_many(self.session_id, drafts)
+        except ConversationNotFound:
+            self._create()
+            self.store.append_many(self.session_id, drafts)
 
     def _pop(self) -> Any:
-        with self._lock:
-            try:
-                tail = self.store.path(self.session_id, last=1)
-            except ConversationNotFound:
-                return None
-            if not tail:
-                return None
-            self.store.set_head(self.session_id, tail[0].parent_id)
-            stored = tail[0]
-            if stored.kind == ITEM_KIND:
-                return stored.message
-            converted = chat_to_items(stored.message)
-            return converted[-1] if converted else None
+        try:
+            stored = self.store.pop(self.session_id)
+        except ConversationNotFound:
+            return None
+        if stored is None:
+            return None
+        if stored.kind == ITEM_KIND:
+            return stored.message
+        converted = chat_to_items(stored.message)
+        return converted[-1] if converted else None
 
     def _clear(self) -> None:
-        with self._lock:
-            try:
-                self.store.delete_conversation(self.session_id)
-            except ConversationNotFound:
-                pass
+        try:
+            self.store.delete_conversation(self.session_id)
+        except ConversationNotFound:
+            pass

@@ -10,19 +10,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import StoreError
-from .base import ConversationRecord, MessageStatus, Store, StoredMessage
+from .base import ANY, HEAD, PARENT, ConversationRecord, Draft, MessageStatus, StoredMessage
 from .conversation import Conversation
 from .files import ENV_VAR, default_database_path
 from .jsonfile import JSONFileStore
+from .protocol import Lease, Store
 from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
 
 __all__ = [
+    "ANY",
+    "HEAD",
+    "PARENT",
     "Conversation",
     "ConversationRecord",
+    "Draft",
     "JSONFileStore",
+    "Lease",
     "MessageStatus",
     "SQLiteStore",
     "Store",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from ulid import ULID
 
@@ -14,15 +14,14 @@ from ..errors import StoreError
 from ..items import item_role, response_item_text
 from ..messages import MessageDict, message_text
 
-if TYPE_CHECKING:
-    from .bulk import ImportConversation, ImportSummary
-    from .search import SearchHit
-
 __all__ = [
+    "ANY",
+    "HEAD",
+    "PARENT",
     "ConversationRecord",
+    "Draft",
     "MessageKind",
     "MessageStatus",
-    "Store",
     "StoredMessage",
     "new_id",
     "utcnow",
@@ -35,8 +34,12 @@ STATUSES: frozenset[str] = frozenset(("complete", "incomplete", "error"))
 #: the branch), or (later) a Responses API item.
 MessageKind = Literal["chat", "summary", "response_item"]
 
-#: Sentinel meaning "append after the conversation's current head".
+#: ``parent_id``: append after the conversation's head as it is when the write commits.
 HEAD = "@head"
+#: ``expect_head``: move the head only if it is still the new message's parent (the default).
+PARENT = "@parent"
+#: ``expect_head``: move the head wherever it is (an explicit switch, such as an edit).
+ANY = "@any"
 
 
 def new_id() -> str:
@@ -112,6 +115,15 @@ class StoredMessage:
     error: str | None = None
     token_counts: dict[str, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Set by the write that stored it: whether that write moved the head to it. ``False``
+    #: means the head had moved on meanwhile, so the message waits on its own branch
+    #: (``conversation.branches()`` lists it). ``None`` when read back later.
+    head_moved: bool | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def branched(self) -> bool:
+        """True when the write that stored this message left it off the head, on a branch of its own."""
+        return self.head_moved is False
 
     @property
     def role(self) -> str:
@@ -124,157 +136,28 @@ class StoredMessage:
         return role_and_text(self.message, self.kind)[1]
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A message to store with its bookkeeping, for ``Store.append_many``."""
+
+    message: Mapping[str, Any]
+    kind: MessageKind = "chat"
+    status: MessageStatus = "complete"
+    model: str | None = None
+    usage: Mapping[str, Any] | None = None
+    latency_ms: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    token_counts: Mapping[str, int] | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
 def role_and_text(body: Mapping[str, Any], kind: str) -> tuple[str | None, str]:
     """A stored body's role column and searchable text: Responses API items have their own shapes."""
     if kind == "response_item":
         return item_role(body), response_item_text(body)
     role = body.get("role")
     return (role if isinstance(role, str) else None), message_text(body)
-
-
-@runtime_checkable
-class Store(Protocol):
-    """The operations every backend provides; a ``Conversation`` is a view over them.
-
-    Every method that changes data is one transaction: when it raises, nothing changed.
-    """
-
-    url: str
-
-    def create_conversation(
-        self,
-        conversation_id: str | None = None,
-        *,
-        title: str | None = None,
-        owner: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> ConversationRecord:
-        """Create a conversation; a generated time-sortable id is used when none is given."""
-        ...
-
-    def get_conversation(self, conversation_id: str) -> ConversationRecord:
-        """Return a conversation or raise ``ConversationNotFound``."""
-        ...
-
-    def list_conversations(
-        self,
-        *,
-        limit: int | None = 50,
-        offset: int = 0,
-        title_contains: str | None = None,
-        owner: str | None = None,
-    ) -> list[ConversationRecord]:
-        """Conversations, most recently updated first."""
-        ...
-
-    def update_conversation(
-        self,
-        conversation_id: str,
-        *,
-        title: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> ConversationRecord:
-        """Change a conversation's title or metadata (``None`` leaves a field as it is)."""
-        ...
-
-    def delete_conversation(self, conversation_id: str) -> None:
-        """Delete a conversation and all its messages."""
-        ...
-
-    def append(
-        self,
-        conversation_id: str,
-        message: Mapping[str, Any],
-        *,
-        parent_id: str | None = HEAD,
-        move_head: bool = True,
-        kind: MessageKind = "chat",
-        status: MessageStatus = "complete",
-        model: str | None = None,
-        usage: Mapping[str, Any] | None = None,
-        latency_ms: float | None = None,
-        finish_reason: str | None = None,
-        error: str | None = None,
-        token_counts: Mapping[str, int] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> StoredMessage:
-        """Add a message after ``parent_id`` (the head by default) and return it stored."""
-        ...
-
-    def update_message(
-        self,
-        message_id: str,
-        *,
-        status: MessageStatus | None = None,
-        error: str | None = None,
-        token_counts: Mapping[str, int] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> StoredMessage:
-        """Change a message's bookkeeping; its OpenAI content never changes."""
-        ...
-
-    def get_message(self, message_id: str) -> StoredMessage:
-        """Return a message or raise ``MessageNotFound``."""
-        ...
-
-    def path(
-        self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
-    ) -> list[StoredMessage]:
-        """The messages from the root to the head (or ``head_id``), oldest first.
-
-        With ``last=K`` only the final K, read in O(K).
-        """
-        ...
-
-    def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
-        """Every message of one kind in a conversation, oldest first (summaries, say)."""
-        ...
-
-    def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
-        """Store token counts for many messages at once: ``{message_id: {encoding: n}}``."""
-        ...
-
-    def import_conversations(
-        self, conversations: Iterable[ImportConversation], *, progress: Callable[[ImportSummary], None] | None = None
-    ) -> ImportSummary:
-        """Import whole conversations in one transaction (all or nothing), skipping known source keys."""
-        ...
-
-    def search(
-        self,
-        query: str,
-        *,
-        conversation_id: str | None = None,
-        role: str | None = None,
-        model: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        owner: str | None = None,
-        limit: int = 20,
-        offset: int = 0,
-    ) -> list[SearchHit]:
-        """Messages matching ``query``, best first, filtered by conversation, role, model prefix, dates, owner."""
-        ...
-
-    def set_head(self, conversation_id: str, message_id: str | None) -> None:
-        """Move the conversation's head to one of its messages (``None``: empty)."""
-        ...
-
-    def children(self, message_id: str) -> list[StoredMessage]:
-        """The messages whose parent is this one, oldest first."""
-        ...
-
-    def count_conversations(self) -> int:
-        """How many conversations the store holds."""
-        ...
-
-    def count_messages(self, conversation_id: str | None = None) -> int:
-        """How many messages one conversation (or the whole store) holds."""
-        ...
-
-    def close(self) -> None:
-        """Release the store's files or connections."""
-        ...
 
 
 def check_status(status: str) -> None:

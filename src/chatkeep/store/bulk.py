@@ -81,11 +81,26 @@ class NewMessage:
 
 @dataclass
 class ImportPlan:
-    """What importing one conversation adds: its new messages, how many were known, and the head to set."""
+    """What importing one conversation adds: its new messages, how many were known, and the source's head."""
 
     new: list[NewMessage]
     skipped: int
     head: str | None
+
+    def head_to_set(self, *, created: bool, current: str | None, left_by_import: str | None) -> str | None:
+        """Where the import moves the conversation's head, if anywhere (``None``: it stays).
+
+        A re-import never rewinds: it moves the head only when it added the
+        source's head (so there is something new on that path; an old message's
+        ancestors are all old) and only if the head is still where the previous
+        import left it, so turns a user added since stay on the branch they see.
+        """
+        if self.head is None:
+            return None
+        if created:
+            return self.head
+        added = any(message.id == self.head for message in self.new)
+        return self.head if added and current == left_by_import else None
 
 
 def plan_import(item: ImportConversation, conversation_id: str, known: dict[str, str]) -> ImportPlan:

@@ -6,9 +6,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConversationNotFound, MessageNotFound
+from ..errors import ConversationNotFound
 from ..messages import MessageDict
-from .base import ConversationRecord, Store, StoredMessage
+from .base import ANY, ConversationRecord, StoredMessage
+from .protocol import Store
 
 __all__ = ["Branch", "Conversation", "ConversationAccess"]
 
@@ -49,10 +50,7 @@ class Conversation:
     @property
     def messages(self) -> list[MessageDict]:
         """The current branch as the list to pass as ``messages=`` to the API."""
-        bodies = getattr(self.store, "branch_bodies", None)
-        if bodies is not None:  # a backend's faster read of the dicts alone
-            return list(bodies(self.id))
-        return [stored.message for stored in self.store.path(self.id)]
+        return self.store.branch_bodies(self.id)
 
     def history(self, *, last: int | None = None) -> list[StoredMessage]:
         """The stored messages of the current branch, oldest first (or the final ``last``)."""
@@ -76,36 +74,28 @@ class Conversation:
         """Set the conversation's title."""
         self.store.update_conversation(self.id, title=title)
 
-    def set_head(self, message_id: str | None) -> None:
-        """Move the head to one of this conversation's messages (a branch switch or undo)."""
-        self.store.set_head(self.id, message_id)
+    def set_head(self, message_id: str | None, *, expect_head: str | None = ANY) -> None:
+        """Move the head to one of this conversation's messages (a branch switch).
+
+        With ``expect_head``, only if the head is still that message (else ``HeadMoved``).
+        """
+        self.store.set_head(self.id, message_id, expect_head=expect_head)
 
     def undo(self) -> StoredMessage | None:
         """Step the head back one turn, to just before the last user message; return the new head.
 
-        Nothing is deleted: the undone turn stays in the store as a branch.
+        One store operation: a message appended meanwhile cannot slip between
+        reading the tail and moving the head. Nothing is deleted: the undone
+        turn stays in the store as a branch.
         """
-        size = 16
-        while True:
-            tail = self.store.path(self.id, last=size)
-            for index in range(len(tail) - 1, -1, -1):
-                if tail[index].role == "user":
-                    parent = tail[index].parent_id
-                    self.store.set_head(self.id, parent)
-                    return tail[index - 1] if index > 0 else (self.store.get_message(parent) if parent else None)
-            if len(tail) < size:  # the whole branch holds no user message: nothing to undo
-                return tail[-1] if tail else None
-            size *= 4
+        return self.store.undo(self.id)
 
     def edit(self, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
         """Replace an earlier message on a new branch: a sibling of it, which becomes the head.
 
         The original message and everything after it stay in the store, on their branch.
         """
-        original = self.store.get_message(message_id)
-        if original.conversation_id != self.id:
-            raise MessageNotFound(message_id, self.id)
-        return self.store.append(self.id, message, parent_id=original.parent_id)
+        return self.store.edit(self.id, message_id, message)
 
     def branches(self) -> list[Branch]:
         """Every branch of the conversation (one per leaf message), the current one marked, oldest first."""
@@ -171,24 +161,10 @@ class ConversationAccess:
         new_id: str | None = None,
         title: str | None = None,
     ) -> Conversation:
-        """Copy the branch from the root to ``at`` (default: the head) into a new conversation."""
-        from .bulk import ImportConversation, ImportMessage
+        """Copy the branch from the root to ``at`` (default: the head) into a new conversation.
 
-        source = self.get_conversation(conversation_id)
-        path = self.path(conversation_id, head_id=at)
-        messages, parent = [], None
-        for index, stored in enumerate(path):
-            key = f"fork:{index}"
-            messages.append(ImportMessage(
-                stored.message, key=key, parent_key=parent, created_at=stored.created_at, model=stored.model,
-                status=stored.status, usage=stored.usage, finish_reason=stored.finish_reason,
-                metadata={**stored.metadata, "forked_from": stored.id}, kind=stored.kind,
-            ))
-            parent = key
-        item = ImportConversation(
-            messages, id=new_id, title=title or (f"{source.title} (fork)" if source.title else None),
-            owner=source.owner, metadata={**source.metadata, "forked_from": {"conversation": conversation_id,
-                                                                              "message": path[-1].id if path else None}},
-        )
-        summary = self.import_conversations([item])
-        return Conversation(self, summary.conversation_ids[0])
+        One store operation: the copy shares nothing with the original, which
+        later turns on either leave alone.
+        """
+        record = self.fork_conversation(conversation_id, at=at, new_id=new_id, title=title)
+        return Conversation(self, record.id)

@@ -21,30 +21,35 @@ Why it works this way:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConversationNotFound, MessageNotFound, StoreError
-from ..messages import validate_message
+from ..errors import ConversationNotFound, HeadMoved, MessageNotFound, StoreError
+from ..messages import MessageDict
 from .base import (
+    ANY,
     HEAD,
+    PARENT,
     ConversationRecord,
+    Draft,
     MessageKind,
     MessageStatus,
     StoredMessage,
     check_conversation_id,
     check_status,
     dumps,
-    new_id,
-    role_and_text,
 )
 from .bulk import ImportConversation, ImportSummary
 from .conversation import ConversationAccess
+from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
 from .postgres_bulk import import_into, searchable_text
 from .postgres_pool import Connections, require_psycopg
 from .postgres_schema import SCHEMA_VERSION, migrate, schema_version
 from .postgres_search import search_in, tsvector_text
+from .protocol import Feature, OpenLease
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -106,41 +111,108 @@ _WALK = f"""
 """
 _WALK_FROM_HEAD = _WALK.format(start="(SELECT head_id FROM conversations WHERE id = %(conversation)s)")
 _WALK_FROM_MESSAGE = _WALK.format(start="%(head)s")
+_BODIES_FROM_HEAD = """
+    WITH RECURSIVE walk AS (
+        SELECT body, parent_id, 1 AS depth FROM messages
+        WHERE id = (SELECT head_id FROM conversations WHERE id = %(conversation)s)
+        UNION ALL
+        SELECT m.body, m.parent_id, walk.depth + 1 FROM walk JOIN messages m ON m.id = walk.parent_id
+    )
+    SELECT body FROM walk ORDER BY depth DESC
+"""
 
 
-_APPEND_PARAMETERS = (
-    "id", "conversation", "kind", "role", "body", "text", "search", "status", "model", "usage",
-    "latency_ms", "finish_reason", "error", "token_counts", "metadata",
-)
+def _walk(conn: Connection[Any], head_id: str | None, last: int | None) -> list[StoredMessage]:
+    """The messages from the root (or the last ``last``) to ``head_id``, oldest first."""
+    if head_id is None or (last is not None and last <= 0):
+        return []
+    rows = conn.execute(_WALK_FROM_MESSAGE, {"head": head_id, "last": last}).fetchall()
+    return [message_from_row(row, _utc) for row in rows]
 
 
-def _append_sql(*, head: bool, check_parent: bool, move_head: bool) -> str:
-    """One statement that appends a message and moves the head.
+def _read_message(conn: Connection[Any], message_id: str) -> StoredMessage:
+    row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,)).fetchone()
+    if row is None:
+        raise MessageNotFound(message_id)
+    return message_from_row(row, _utc)
+
+
+def _move_head(conn: Connection[Any], conversation_id: str, head: str | None) -> None:
+    conn.execute("UPDATE conversations SET head_id = %s, updated_at = clock_timestamp() WHERE id = %s",
+                 (head, conversation_id))
+
+
+def _append_sql(*, head: bool, check_parent: bool, condition: str) -> str:
+    """One statement that appends a chain of messages and moves the head by compare-and-set.
 
     Locking the conversation's row first (``FOR UPDATE``) makes appends to one
     conversation take turns; the one that waited reads the head its
-    predecessor left (PostgreSQL re-reads a row it waited for). Doing it all in
-    one statement keeps the row locked for the shortest time.
+    predecessor left (PostgreSQL re-reads a row it waited for). ``condition``
+    decides, against that head, whether the head moves to the chain's last
+    message. Doing it all in one statement keeps the row locked for the
+    shortest time. The messages come as arrays, one element per message.
     """
     return f"""
         WITH conversation AS (
             SELECT id, head_id FROM conversations WHERE id = %(conversation)s FOR UPDATE
-        ), added AS (
-            INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,
-                                  status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
-            SELECT %(id)s, conversation.id, {"conversation.head_id" if head else "%(parent)s"}, %(kind)s, %(role)s,
-                   %(body)s, %(text)s, %(search)s::tsvector, clock_timestamp(), %(status)s, %(model)s, %(usage)s,
-                   %(latency_ms)s, %(finish_reason)s, %(error)s, %(token_counts)s, %(metadata)s
+        ), parent AS (
+            SELECT {"conversation.head_id" if head else "%(parent)s::text"} AS pid, conversation.head_id AS head
             FROM conversation
             {"WHERE EXISTS (SELECT 1 FROM messages p WHERE p.id = %(parent)s"
              " AND p.conversation_id = conversation.id)" if check_parent else ""}
-            RETURNING id, parent_id, created_at
+        ), decided AS (
+            SELECT pid, ({condition}) AS moves FROM parent
+        ), added AS (
+            INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,
+                                  status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+            SELECT r.id, %(conversation)s, CASE WHEN r.n = 1 THEN decided.pid ELSE r.before END, r.kind, r.role,
+                   r.body, r.text, r.search::tsvector, clock_timestamp(), r.status, r.model, r.usage,
+                   r.latency_ms, r.finish_reason, r.error, r.token_counts, r.metadata
+            FROM unnest(%(ids)s::text[], %(befores)s::text[], %(kinds)s::text[], %(roles)s::text[],
+                        %(bodies)s::text[], %(texts)s::text[], %(searches)s::text[], %(statuses)s::text[],
+                        %(models)s::text[], %(usages)s::text[], %(latencies)s::float8[], %(finishes)s::text[],
+                        %(errors)s::text[], %(counts)s::text[], %(metas)s::text[])
+                 WITH ORDINALITY AS r(id, before, kind, role, body, text, search, status, model, usage,
+                                      latency_ms, finish_reason, error, token_counts, metadata, n)
+            CROSS JOIN decided
+            ORDER BY r.n
+            RETURNING id, created_at
         ), moved AS (
-            UPDATE conversations SET updated_at = added.created_at{", head_id = added.id" if move_head else ""}
-            FROM added WHERE conversations.id = %(conversation)s
+            UPDATE conversations SET updated_at = (SELECT max(created_at) FROM added),
+                   head_id = CASE WHEN decided.moves THEN %(last)s ELSE conversations.head_id END
+            FROM decided WHERE conversations.id = %(conversation)s AND EXISTS (SELECT 1 FROM added)
         )
-        SELECT parent_id, created_at FROM added
+        SELECT added.id, added.created_at, decided.pid, decided.moves FROM added CROSS JOIN decided
     """
+
+
+def _condition(expect_head: str | None, *, head: bool, move_head: bool) -> str:
+    """The compare-and-set of an append, in SQL over the ``parent`` row."""
+    if not move_head:
+        return "FALSE"
+    if expect_head == ANY or (expect_head == PARENT and head):
+        return "TRUE"
+    if expect_head == PARENT:
+        return "parent.head IS NOT DISTINCT FROM parent.pid"
+    return "parent.head IS NOT DISTINCT FROM %(expected)s::text"
+
+
+def _append_params(conversation_id: str, rows: list[NewRow], parent: str | None, expected: str | None) -> dict[str, Any]:
+    drafts = [row.draft for row in rows]
+    texts = [searchable_text(row.body, row.draft.kind) for row in rows]
+    return {
+        "conversation": conversation_id, "parent": parent, "expected": expected, "last": rows[-1].id,
+        "ids": [row.id for row in rows], "befores": [None, *(row.id for row in rows[:-1])],
+        "kinds": [d.kind for d in drafts], "roles": [row.role for row in rows],
+        "bodies": [dumps(row.body) for row in rows], "texts": texts, "searches": [tsvector_text(t) for t in texts],
+        "statuses": [d.status for d in drafts], "models": [d.model for d in drafts],
+        "usages": [None if d.usage is None else dumps(dict(d.usage)) for d in drafts],
+        "latencies": [d.latency_ms for d in drafts], "finishes": [d.finish_reason for d in drafts],
+        # a diagnostic: NUL cannot be stored
+        "errors": [None if d.error is None else d.error.replace("\x00", "\ufffd") for d in drafts],
+        "counts": [None if d.token_counts is None else dumps(dict(d.token_counts)) for d in drafts],
+        "metas": [dumps(dict(d.metadata or {})) for d in drafts],
+    }
 
 
 class PostgresStore(ConversationAccess):
@@ -306,6 +378,7 @@ class PostgresStore(ConversationAccess):
         message: Mapping[str, Any],
         *,
         parent_id: str | None = HEAD,
+        expect_head: str | None = PARENT,
         move_head: bool = True,
         kind: MessageKind = "chat",
         status: MessageStatus = "complete",
@@ -317,37 +390,134 @@ class PostgresStore(ConversationAccess):
         token_counts: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> StoredMessage:
-        """Validate and store one message in its own transaction, then return it."""
-        check_status(status)
-        body = validate_message(message) if kind in ("chat", "summary") else dict(message)
-        message_id, text = new_id(), searchable_text(body, kind)
-        values = (
-            message_id, conversation_id, kind, role_and_text(body, kind)[0], dumps(body), text, tsvector_text(text), status,
-            model, None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
-            None if error is None else error.replace("\x00", "\ufffd"),  # a diagnostic: NUL cannot be stored
-            None if token_counts is None else dumps(dict(token_counts)), dumps(dict(metadata or {})),
-        )
+        """Validate and store one message in its own transaction, then return it (see ``Store.append``)."""
+        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+        return self.append_many(
+            conversation_id, [draft], parent_id=parent_id, expect_head=expect_head, move_head=move_head
+        )[0]
 
-        params = dict(zip(_APPEND_PARAMETERS, values))
-        params["parent"] = None if parent_id == HEAD else parent_id
-        sql = _append_sql(head=parent_id == HEAD, check_parent=parent_id not in (HEAD, None), move_head=move_head)
+    def append_many(
+        self,
+        conversation_id: str,
+        drafts: Sequence[Draft],
+        *,
+        parent_id: str | None = HEAD,
+        expect_head: str | None = PARENT,
+        move_head: bool = True,
+    ) -> list[StoredMessage]:
+        """Store a chain of messages in one statement; the head moves by compare-and-set."""
+        rows = prepare(drafts)
+        if not rows:
+            return []
+        return self._write(lambda conn: self._insert_chain(conn, conversation_id, rows, parent_id, expect_head,
+                                                          move_head))
 
-        def insert(conn: Connection[Any]) -> tuple[str | None, datetime]:
-            row = conn.execute(sql, params).fetchone()
-            if row is None:  # nothing was inserted: say why
-                _require_conversation(conn, conversation_id)
-                raise MessageNotFound(str(parent_id), conversation_id)
-            return row[0], row[1]
+    @staticmethod
+    def _insert_chain(
+        conn: Connection[Any], conversation_id: str, rows: list[NewRow], parent_id: str | None,
+        expect_head: str | None, move_head: bool,
+    ) -> list[StoredMessage]:
+        head = parent_id == HEAD
+        sql = _append_sql(head=head, check_parent=parent_id not in (HEAD, None),
+                          condition=_condition(expect_head, head=head, move_head=move_head))
+        params = _append_params(conversation_id, rows, None if head else parent_id,
+                                None if expect_head in (ANY, PARENT) else expect_head)
+        found = conn.execute(sql, params).fetchall()
+        if not found:  # nothing was inserted: say why
+            _require_conversation(conn, conversation_id)
+            raise MessageNotFound(str(parent_id), conversation_id)
+        times = {row[0]: _utc(row[1]) for row in found}
+        stored = stored_rows(conversation_id, rows, found[0][2], [times[row.id] for row in rows], bool(found[0][3]))
+        return [replace(m, error=params["errors"][i]) for i, m in enumerate(stored)]
 
-        parent, created_at = self._write(insert)
-        return StoredMessage(
-            id=message_id, conversation_id=conversation_id, parent_id=parent, message=body,
-            created_at=_utc(created_at), kind=kind, status=status, model=model,
-            usage=None if usage is None else dict(usage), latency_ms=latency_ms,
-            finish_reason=finish_reason, error=values[12],
-            token_counts=None if token_counts is None else dict(token_counts),
-            metadata=dict(metadata or {}),
-        )
+    def edit(self, conversation_id: str, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
+        """Store ``message`` as a sibling of ``message_id`` and move the head to it, in one transaction."""
+        rows = prepare([Draft(message)])
+
+        def edit(conn: Connection[Any]) -> StoredMessage:
+            _require_conversation(conn, conversation_id, lock=True)
+            found = conn.execute(
+                "SELECT parent_id FROM messages WHERE id = %s AND conversation_id = %s", (message_id, conversation_id)
+            ).fetchone()
+            if found is None:
+                raise MessageNotFound(message_id, conversation_id)
+            return self._insert_chain(conn, conversation_id, rows, found[0], ANY, True)[0]
+
+        return self._write(edit)
+
+    def undo(self, conversation_id: str) -> StoredMessage | None:
+        """Move the head to just before the last user message, in one transaction; return the new head."""
+        def undo(conn: Connection[Any]) -> StoredMessage | None:
+            head = _require_conversation(conn, conversation_id, lock=True)
+            moves, new_head = undo_plan(lambda size: _walk(conn, head, size), lambda mid: _read_message(conn, mid))
+            if moves:
+                _move_head(conn, conversation_id, new_head.id if new_head else None)
+            return new_head
+
+        return self._write(undo)
+
+    def pop(self, conversation_id: str) -> StoredMessage | None:
+        """Move the head back one message, in one transaction, and return the message left behind."""
+        def pop(conn: Connection[Any]) -> StoredMessage | None:
+            head = _require_conversation(conn, conversation_id, lock=True)
+            if head is None:
+                return None
+            popped = _read_message(conn, head)
+            _move_head(conn, conversation_id, popped.parent_id)
+            return popped
+
+        return self._write(pop)
+
+    def fork_conversation(
+        self, conversation_id: str, *, at: str | None = None, new_id: str | None = None, title: str | None = None
+    ) -> ConversationRecord:
+        """Copy the branch from the root to ``at`` (default: the head) into a new conversation, in one transaction."""
+        from psycopg import errors
+
+        target = check_conversation_id(new_id)
+
+        def fork(conn: Connection[Any]) -> ConversationRecord:
+            row = conn.execute(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = %s FOR SHARE",
+                               (conversation_id,)).fetchone()
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            source = conversation_from_row(row, _utc)
+            if at is not None:
+                _require_message_in(conn, at, conversation_id)
+            start = at or source.head_id
+            copies = fork_plan(_walk(conn, start, None) if start else [])
+            new_title, metadata = fork_details(source.title, source.metadata, conversation_id,
+                                               copies[-1].source.id if copies else None, title)
+            try:
+                conn.execute(
+                    "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
+                    " VALUES (%s, %s, %s, clock_timestamp(), clock_timestamp(), %s)",
+                    (target, new_title, source.owner, dumps(metadata)),
+                )
+            except errors.UniqueViolation as exc:
+                raise StoreError(f"a conversation with id {target!r} already exists") from exc
+            conn.cursor().executemany(
+                "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,"
+                " status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)"
+                " SELECT %s, %s, %s, kind, role, body, text, search, created_at, status, model, usage, latency_ms,"
+                " finish_reason, error, token_counts, %s FROM messages WHERE id = %s",
+                [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
+            )
+            done = conn.execute(
+                f"UPDATE conversations SET head_id = %s WHERE id = %s RETURNING {CONVERSATION_COLUMNS}",
+                (copies[-1].id if copies else None, target),
+            ).fetchone()
+            assert done is not None
+            return conversation_from_row(done, _utc)
+
+        return self._write(fork)
+
+    def require(self, feature: Feature) -> None:
+        """A PostgreSQL store holds every branch and conversation: nothing is refused."""
+
+    def lease(self, conversation_id: str) -> OpenLease:
+        """No lock: a turn that loses a race keeps its messages on a branch (see ``Store.lease``)."""
+        return OpenLease(self)
 
     def update_message(
         self,
@@ -409,6 +579,16 @@ class PostgresStore(ConversationAccess):
             return rows
 
         return [message_from_row(row, _utc) for row in self._read(walk)]
+
+    def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
+        """Only the message dicts of the current branch: what ``conversation.messages`` needs."""
+        def bodies(conn: Connection[Any]) -> list[Any]:
+            rows = conn.execute(_BODIES_FROM_HEAD, {"conversation": conversation_id}).fetchall()
+            if not rows:
+                _require_conversation(conn, conversation_id)
+            return rows
+
+        return [json.loads(row[0]) for row in self._read(bodies)]
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
@@ -482,15 +662,14 @@ class PostgresStore(ConversationAccess):
         )
         return {r[0]: {"replies": r[1], "prompt_tokens": int(r[2]), "completion_tokens": int(r[3])} for r in rows}
 
-    def set_head(self, conversation_id: str, message_id: str | None) -> None:
+    def set_head(self, conversation_id: str, message_id: str | None, *, expect_head: str | None = ANY) -> None:
         def move(conn: Connection[Any]) -> None:
-            _require_conversation(conn, conversation_id, lock=True)
+            head = _require_conversation(conn, conversation_id, lock=True)
             if message_id is not None:
                 _require_message_in(conn, message_id, conversation_id)
-            conn.execute(
-                "UPDATE conversations SET head_id = %s, updated_at = clock_timestamp() WHERE id = %s",
-                (message_id, conversation_id),
-            )
+            if not head_moves(head, expect_head):
+                raise HeadMoved(conversation_id, expect_head, head)
+            _move_head(conn, conversation_id, message_id)
 
         self._write(move)
 

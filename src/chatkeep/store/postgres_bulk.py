@@ -86,8 +86,12 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
                     None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
                     dumps(m.source.metadata), m.source.key,
                 ))
-    if plan.head is not None:
-        conn.execute("UPDATE conversations SET head_id = %s WHERE id = %s", (plan.head, conversation_id))
+    found = conn.execute("SELECT head_id, import_head FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+    assert found is not None
+    head = plan.head_to_set(created=created, current=found[0], left_by_import=found[1])
+    if head is not None:
+        conn.execute("UPDATE conversations SET head_id = %s, import_head = %s WHERE id = %s",
+                     (head, head, conversation_id))
     summary = ImportSummary(messages_added=len(plan.new), messages_skipped=plan.skipped,
                             conversation_ids=[conversation_id])
     if created:

@@ -105,9 +105,26 @@ def m002_full_text_search(conn: Connection[Any]) -> None:
     )
 
 
+def m003_import_heads(conn: Connection[Any]) -> None:
+    """Remember where an import left each conversation's head, so a re-import never rewinds it.
+
+    Conversations imported before this knew nothing of it: their head counts as
+    the import's only while it is an imported message (nobody has added turns).
+    """
+    _run(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN import_head text;
+        UPDATE conversations SET import_head = head_id
+        WHERE source_key IS NOT NULL AND head_id IN (SELECT id FROM messages WHERE source_key IS NOT NULL)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
+    m003_import_heads,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -17,17 +17,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConversationNotFound, MessageNotFound, StoreError
-from ..messages import MessageDict, validate_message
+from ..errors import ConversationNotFound, HeadMoved, MessageNotFound, StoreError
+from ..messages import MessageDict
 from .base import (
+    ANY,
     HEAD,
+    PARENT,
     ConversationRecord,
+    Draft,
     MessageKind,
     MessageStatus,
     StoredMessage,
@@ -35,15 +38,24 @@ from .base import (
     check_status,
     dumps,
     format_time,
-    new_id,
     parse_time,
-    role_and_text,
-    storable_text,
     utcnow,
 )
-from .conversation import ConversationAccess
 from .bulk import ImportConversation, ImportSummary
+from .conversation import ConversationAccess
 from .files import touch_private_file
+from .heads import (
+    NewRow,
+    expected_head,
+    fork_details,
+    fork_plan,
+    head_moves,
+    prepare,
+    resolve_parent,
+    stored_rows,
+    undo_plan,
+)
+from .protocol import Feature, OpenLease
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -61,8 +73,17 @@ __all__ = ["SQLiteStore"]
 Durability = Literal["normal", "full"]
 
 
+def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment: datetime) -> tuple[Any, ...]:
+    d = row.draft
+    return (
+        row.id, conversation_id, parent, d.kind, row.role, dumps(row.body), row.text, format_time(moment),
+        d.status, d.model, None if d.usage is None else dumps(dict(d.usage)), d.latency_ms, d.finish_reason,
+        d.error, None if d.token_counts is None else dumps(dict(d.token_counts)), dumps(dict(d.metadata or {})),
+    )
 
 
+def _missing(conversation_id: str) -> Any:
+    raise ConversationNotFound(conversation_id)
 
 
 def _like_pattern(text: str) -> str:
@@ -249,6 +270,7 @@ class SQLiteStore(ConversationAccess):
         message: Mapping[str, Any],
         *,
         parent_id: str | None = HEAD,
+        expect_head: str | None = PARENT,
         move_head: bool = True,
         kind: MessageKind = "chat",
         status: MessageStatus = "complete",
@@ -260,44 +282,132 @@ class SQLiteStore(ConversationAccess):
         token_counts: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> StoredMessage:
-        """Validate and store one message in its own transaction, then return it."""
-        check_status(status)
-        body = validate_message(message) if kind in ("chat", "summary") else dict(message)
-        role, text = role_and_text(body, kind)
-        message_id, now = new_id(), utcnow()
+        """Validate and store one message in its own transaction, then return it (see ``Store.append``)."""
+        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+        return self.append_many(
+            conversation_id, [draft], parent_id=parent_id, expect_head=expect_head, move_head=move_head
+        )[0]
+
+    def append_many(
+        self,
+        conversation_id: str,
+        drafts: Sequence[Draft],
+        *,
+        parent_id: str | None = HEAD,
+        expect_head: str | None = PARENT,
+        move_head: bool = True,
+    ) -> list[StoredMessage]:
+        """Store a chain of messages in one transaction; the head moves by compare-and-set."""
+        rows = prepare(drafts)
+        if not rows:
+            return []
+        with self._write() as db:
+            return self._insert_chain(db, conversation_id, rows, parent_id, expect_head, move_head)
+
+    def _insert_chain(
+        self, db: sqlite3.Connection, conversation_id: str, rows: Sequence[NewRow], parent_id: str | None,
+        expect_head: str | None, move_head: bool,
+    ) -> list[StoredMessage]:
+        head = self._require_conversation(db, conversation_id)
+        parent = resolve_parent(parent_id, head)
+        if parent is not None and parent_id != HEAD:
+            self._require_message_in(db, parent, conversation_id)
+        moved = head_moves(head, expected_head(expect_head, parent), move_head=move_head)
+        times = [utcnow() for _ in rows]
+        db.executemany(
+            "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text,"
+            " created_at, status, model, usage, latency_ms, finish_reason, error,"
+            " token_counts, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_insert_values(conversation_id, row, before, moment)
+             for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)],
+        )
+        if moved:
+            db.execute("UPDATE conversations SET updated_at = ?, head_id = ? WHERE id = ?",
+                       (format_time(times[-1]), rows[-1].id, conversation_id))
+        else:
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (format_time(times[-1]), conversation_id))
+        return stored_rows(conversation_id, rows, parent, times, moved)
+
+    def edit(self, conversation_id: str, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
+        """Store ``message`` as a sibling of ``message_id`` and move the head to it, in one transaction."""
+        rows = prepare([Draft(message)])
+        with self._write() as db:
+            found = db.execute(
+                "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
+            ).fetchone()
+            if found is None:
+                self._require_conversation(db, conversation_id)
+                raise MessageNotFound(message_id, conversation_id)
+            return self._insert_chain(db, conversation_id, rows, found[0], ANY, True)[0]
+
+    def undo(self, conversation_id: str) -> StoredMessage | None:
+        """Move the head to just before the last user message, in one transaction; return the new head."""
         with self._write() as db:
             head = self._require_conversation(db, conversation_id)
-            parent = head if parent_id == HEAD else parent_id
-            if parent is not None:
-                self._require_message_in(db, parent, conversation_id)
-            db.execute(
-                "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text,"
-                " created_at, status, model, usage, latency_ms, finish_reason, error,"
-                " token_counts, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message_id, conversation_id, parent, kind, role, dumps(body),
-                    storable_text(text), format_time(now), status, model,
-                    None if usage is None else dumps(dict(usage)), latency_ms, finish_reason,
-                    error, None if token_counts is None else dumps(dict(token_counts)),
-                    dumps(dict(metadata or {})),
-                ),
+            moves, new_head = undo_plan(
+                lambda size: [message_from_row(r, parse_time) for r in self._walk_rows(db, head, size)],
+                self.get_message,
             )
-            db.execute(
-                "UPDATE conversations SET updated_at = ?"
-                + (", head_id = ?" if move_head else "")
-                + " WHERE id = ?",
-                (format_time(now), message_id, conversation_id)
-                if move_head
-                else (format_time(now), conversation_id),
+            if moves:
+                self._move_head(db, conversation_id, new_head.id if new_head else None)
+            return new_head
+
+    def pop(self, conversation_id: str) -> StoredMessage | None:
+        """Move the head back one message, in one transaction, and return the message left behind."""
+        with self._write() as db:
+            head = self._require_conversation(db, conversation_id)
+            if head is None:
+                return None
+            popped = message_from_row(db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?",
+                                                 (head,)).fetchone(), parse_time)
+            self._move_head(db, conversation_id, popped.parent_id)
+            return popped
+
+    @staticmethod
+    def _move_head(db: sqlite3.Connection, conversation_id: str, head: str | None) -> None:
+        db.execute("UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
+                   (head, format_time(utcnow()), conversation_id))
+
+    def fork_conversation(
+        self, conversation_id: str, *, at: str | None = None, new_id: str | None = None, title: str | None = None
+    ) -> ConversationRecord:
+        """Copy the branch from the root to ``at`` (default: the head) into a new conversation, in one transaction."""
+        target = check_conversation_id(new_id)
+        with self._write() as db:
+            source = conversation_from_row(db.execute(
+                f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone() or _missing(conversation_id), parse_time)
+            if at is not None:
+                self._require_message_in(db, at, conversation_id)
+            start = at or source.head_id
+            path = [message_from_row(r, parse_time) for r in self._walk_rows(db, start, None)] if start else []
+            copies = fork_plan(path)
+            new_title, metadata = fork_details(source.title, source.metadata, conversation_id,
+                                               path[-1].id if path else None, title)
+            now = format_time(utcnow())
+            try:
+                db.execute(
+                    "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", (target, new_title, source.owner, now, now, dumps(metadata)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"a conversation with id {target!r} already exists") from exc
+            db.executemany(
+                "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
+                " model, usage, latency_ms, finish_reason, error, token_counts, metadata)"
+                " SELECT ?, ?, ?, kind, role, body, text, created_at, status, model, usage, latency_ms,"
+                " finish_reason, error, token_counts, ? FROM messages WHERE id = ?",
+                [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
             )
-        return StoredMessage(
-            id=message_id, conversation_id=conversation_id, parent_id=parent, message=body,
-            created_at=now, kind=kind, status=status, model=model,
-            usage=None if usage is None else dict(usage), latency_ms=latency_ms,
-            finish_reason=finish_reason, error=error,
-            token_counts=None if token_counts is None else dict(token_counts),
-            metadata=dict(metadata or {}),
-        )
+            db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (copies[-1].id if copies else None, target))
+        return self.get_conversation(target)
+
+    def require(self, feature: Feature) -> None:
+        """A SQLite store holds every branch and conversation: nothing is refused."""
+
+    def lease(self, conversation_id: str) -> OpenLease:
+        """No lock: a turn that loses a race keeps its messages on a branch (see ``Store.lease``)."""
+        return OpenLease(self)
 
     @staticmethod
     def _require_message_in(db: sqlite3.Connection, message_id: str, conversation_id: str) -> None:
@@ -375,23 +485,29 @@ class SQLiteStore(ConversationAccess):
                     return []
             else:
                 self._require_message_in(self._db, head_id, conversation_id)
-            if last is not None and last <= 0:
-                return []
-            # Walk parent links from the head: the last K messages cost K index lookups.
-            return self._db.execute(
-                f"""
-                WITH RECURSIVE walk(step_seq, step_parent, depth) AS (
-                    SELECT seq, parent_id, 1 FROM messages WHERE id = :head
-                    UNION ALL
-                    SELECT m.seq, m.parent_id, walk.depth + 1
-                    FROM walk JOIN messages m ON m.id = walk.step_parent
-                    WHERE :last IS NULL OR walk.depth < :last
-                )
-                SELECT {columns} FROM walk JOIN messages ON messages.seq = walk.step_seq
-                ORDER BY walk.depth DESC
-                """,
-                {"head": head_id, "last": last},
-            ).fetchall()
+            return self._walk_rows(self._db, head_id, last, columns)
+
+    @staticmethod
+    def _walk_rows(db: sqlite3.Connection, head_id: str | None, last: int | None,
+                   columns: str = MESSAGE_COLUMNS) -> list[Any]:
+        """The rows from the root (or the last ``last``) to ``head_id``, oldest first."""
+        if head_id is None or (last is not None and last <= 0):
+            return []
+        # Walk parent links from the head: the last K messages cost K index lookups.
+        return db.execute(
+            f"""
+            WITH RECURSIVE walk(step_seq, step_parent, depth) AS (
+                SELECT seq, parent_id, 1 FROM messages WHERE id = :head
+                UNION ALL
+                SELECT m.seq, m.parent_id, walk.depth + 1
+                FROM walk JOIN messages m ON m.id = walk.step_parent
+                WHERE :last IS NULL OR walk.depth < :last
+            )
+            SELECT {columns} FROM walk JOIN messages ON messages.seq = walk.step_seq
+            ORDER BY walk.depth DESC
+            """,
+            {"head": head_id, "last": last},
+        ).fetchall()
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
@@ -459,15 +575,14 @@ class SQLiteStore(ConversationAccess):
         )
         return {r[0]: {"replies": r[1], "prompt_tokens": r[2], "completion_tokens": r[3]} for r in rows}
 
-    def set_head(self, conversation_id: str, message_id: str | None) -> None:
+    def set_head(self, conversation_id: str, message_id: str | None, *, expect_head: str | None = ANY) -> None:
         with self._write() as db:
-            self._require_conversation(db, conversation_id)
+            head = self._require_conversation(db, conversation_id)
             if message_id is not None:
                 self._require_message_in(db, message_id, conversation_id)
-            db.execute(
-                "UPDATE conversations SET head_id = ?, updated_at = ? WHERE id = ?",
-                (message_id, format_time(utcnow()), conversation_id),
-            )
+            if not head_moves(head, expect_head):
+                raise HeadMoved(conversation_id, expect_head, head)
+            self._move_head(db, conversation_id, message_id)
 
     def children(self, message_id: str) -> list[StoredMessage]:
         rows = self._all(

@@ -9,7 +9,11 @@ from typing import Any
 
 from ..errors import StoreError
 from .base import (
-    StoredMessage, check_conversation_id, dumps, format_time, utcnow,
+    StoredMessage,
+    check_conversation_id,
+    dumps,
+    format_time,
+    utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, plan_import
 from .search import MARK_CLOSE, MARK_OPEN, SearchHit, fts5_query, parse_query
@@ -55,8 +59,12 @@ def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> I
           None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
           dumps(m.source.metadata), m.source.key) for m in plan.new],
     )
-    if plan.head is not None:
-        db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (plan.head, conversation_id))
+    current, left_by_import = db.execute(
+        "SELECT head_id, import_head FROM conversations WHERE id = ?", (conversation_id,)
+    ).fetchone()
+    head = plan.head_to_set(created=created, current=current, left_by_import=left_by_import)
+    if head is not None:
+        db.execute("UPDATE conversations SET head_id = ?, import_head = ? WHERE id = ?", (head, head, conversation_id))
     summary = ImportSummary(messages_added=len(plan.new), messages_skipped=plan.skipped,
                             conversation_ids=[conversation_id])
     if created:

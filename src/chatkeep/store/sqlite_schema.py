@@ -108,11 +108,28 @@ def m004_full_text_search(db: sqlite3.Connection) -> None:
     )
 
 
+def m005_import_heads(db: sqlite3.Connection) -> None:
+    """Remember where an import left each conversation's head, so a re-import never rewinds it.
+
+    Conversations imported before this knew nothing of it: their head counts as
+    the import's only while it is an imported message (nobody has added turns).
+    """
+    _run(
+        db,
+        """
+        ALTER TABLE conversations ADD COLUMN import_head TEXT;
+        UPDATE conversations SET import_head = head_id
+        WHERE source_key IS NOT NULL AND head_id IN (SELECT id FROM messages WHERE source_key IS NOT NULL)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
     m003_source_keys,
     m004_full_text_search,
+    m005_import_heads,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

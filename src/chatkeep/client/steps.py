@@ -1,0 +1,204 @@
+"""One chat turn, written once: the effects ``Chat`` carries out directly and ``AsyncChat`` awaits.
+
+The order the durability rules fix, in one place for every mode:
+
+1. hold the conversation's tip (a lease), read the branch, save the user's message;
+2. build the context (a summary call first, when the policy asks for one);
+3. call the model, plain or streamed;
+4. save the reply under its prompt, complete or (a stream cut short) incomplete,
+   or mark the prompt unanswered when nothing arrived; release the tip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..context.policies import Context
+from .effects import END, Blocking, Call, Close, Emit, Next, Steps
+from ..errors import ResponseError
+from .plan import Turn
+from .responses_turn import OutputRecord, ResponseAccumulator, ResponsesTurn, lost_chain, record_from_response
+from .streams import Slot
+from .turn import (
+    Reply,
+    ReplyAccumulator,
+    ReplyRecord,
+    empty_stream_error,
+    ms_since,
+    reply_from_completion,
+    unfinished_stream_error,
+)
+
+if TYPE_CHECKING:
+    from .base import ChatBase
+    from .responses import ResponsesReply, _ResponsesBase
+
+__all__ = ["chat_turn", "read_stream", "responses_turn"]
+
+
+def chat_turn(
+    chat: ChatBase, create: Callable[..., Any], message: Any, overrides: Mapping[str, Any], *,
+    regenerate: bool = False, streaming: bool = False, slot: Slot[Reply] | None = None,
+) -> Steps[Reply]:
+    """A whole turn; ``create`` is the client's ``chat.completions.create`` (sync or async)."""
+    turn: Turn = yield Blocking(partial(chat._prepare, message, regenerate=regenerate))
+    try:
+        return (yield from _answer(chat, create, turn, overrides, streaming, slot))
+    finally:
+        chat._checkin(turn.history)
+        yield Blocking(turn.release)
+
+
+def _answer(
+    chat: ChatBase, create: Callable[..., Any], turn: Turn, overrides: Mapping[str, Any], streaming: bool,
+    slot: Slot[Reply] | None,
+) -> Steps[Reply]:
+    model, options = chat._options(overrides)
+    acc = ReplyAccumulator()
+    sent: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        context = yield from _context(chat, create, turn, model, options)
+        sent = context.describe(turn.history)
+        request = chat._request(context, model, options, stream=streaming)
+        started = time.perf_counter()
+        response = yield Call(create, request)
+        if streaming:
+            yield from read_stream(response, acc.feed, lambda: _first_token(acc, started))
+            if not acc.started:
+                raise empty_stream_error(acc)
+            record = acc.finish()
+        else:
+            record = reply_from_completion(response)
+    except BaseException as exc:
+        if not acc.started:
+            yield from _fail(turn, exc)
+        else:  # a stream cut short: keep what arrived, marked incomplete
+            yield from _save(chat, turn, acc.finish(), started, sent, slot)
+        raise
+    reply = yield from _save(chat, turn, record, started, sent, slot)
+    if record.status == "incomplete":
+        raise unfinished_stream_error(reply.message.id)  # saved, but the server never said it finished
+    return reply
+
+
+def read_stream(events: Any, feed: Callable[[Any], str | None], first: Callable[[], None]) -> Steps[None]:
+    """Fold a stream's events with ``feed``, emitting the text they add; the stream is closed however it ends."""
+    try:
+        while (event := (yield Next(events))) is not END:
+            text = feed(event)
+            if text:
+                first()
+                yield Emit(text)
+    finally:
+        yield Close(events)
+
+
+def _first_token(acc: ReplyAccumulator, started: float) -> None:
+    acc.metadata.setdefault("first_token_ms", round(ms_since(started), 3))
+
+
+def _context(
+    chat: ChatBase, create: Callable[..., Any], turn: Turn, model: str, options: Mapping[str, Any]
+) -> Steps[Context]:
+    while True:
+        choice = chat._select(turn.history, model, options)
+        if isinstance(choice, Context):
+            return choice
+        record = reply_from_completion((yield Call(create, chat._summary_request(choice, model))))
+        yield Blocking(chat._save_summary(turn, choice, record))
+
+
+def _save(
+    chat: ChatBase, turn: Turn, record: ReplyRecord, started: float, sent: Mapping[str, Any],
+    slot: Slot[Reply] | None,
+) -> Steps[Reply]:
+    stored = yield Blocking(turn.save_reply(record, latency_ms=ms_since(started), sent=sent))
+    reply = chat._settle(stored)
+    if slot is not None:
+        slot.reply = reply
+    return reply
+
+
+def _fail(turn: Turn | ResponsesTurn, exc: BaseException) -> Steps[None]:
+    mark = turn.save_failure(exc)
+    if mark is not None:
+        yield Blocking(mark)
+
+
+# -- the Responses API ------------------------------------------------------------------
+
+
+def responses_turn(
+    chat: _ResponsesBase, create: Callable[..., Any], message: Any, overrides: Mapping[str, Any], *,
+    streaming: bool = False, slot: Slot[ResponsesReply] | None = None,
+) -> Steps[ResponsesReply]:
+    """A whole Responses API turn; ``create`` is the client's ``responses.create`` (sync or async)."""
+    turn: ResponsesTurn = yield Blocking(partial(chat._prepare, message))
+    try:
+        return (yield from _respond(chat, create, turn, overrides, streaming, slot))
+    finally:
+        chat._keep(turn)
+        yield Blocking(turn.release)
+
+
+def _respond(
+    chat: _ResponsesBase, create: Callable[..., Any], turn: ResponsesTurn, overrides: Mapping[str, Any],
+    streaming: bool, slot: Slot[ResponsesReply] | None,
+) -> Steps[ResponsesReply]:
+    model, options = chat._options(overrides)
+    acc = ResponseAccumulator()
+    started = time.perf_counter()
+    try:
+        response = yield from _create_response(create, turn, model, options, streaming)
+        if streaming:
+            yield from read_stream(response, acc.feed, lambda: _first_item_token(acc, started))
+            problem = acc.problem()
+            if not acc.started:
+                raise problem or ResponseError("the server's response has no output items")
+            record = acc.finish()
+        else:
+            problem, record = None, record_from_response(response)
+    except BaseException as exc:
+        if not acc.started:
+            yield from _fail(turn, exc)
+        else:  # a stream cut short: keep what arrived, marked incomplete
+            yield from _save_output(turn, acc.finish(), started, acc.first_token_ms, slot)
+        raise
+    reply = yield from _save_output(turn, record, started, acc.first_token_ms, slot)
+    if problem is not None:
+        raise problem  # saved, but the response did not end as it should
+    return reply
+
+
+def _create_response(
+    create: Callable[..., Any], turn: ResponsesTurn, model: str, options: Mapping[str, Any], streaming: bool
+) -> Steps[Any]:
+    try:
+        return (yield Call(create, turn.request(model, options, stream=streaming)))
+    except Exception as exc:
+        if turn.previous_response_id is None or not lost_chain(exc):
+            raise
+    turn.unchain()  # the server no longer has the previous response: send the whole branch
+    return (yield Call(create, turn.request(model, options, stream=streaming)))
+
+
+def _first_item_token(acc: ResponseAccumulator, started: float) -> None:
+    if acc.first_token_ms is None:
+        acc.first_token_ms = round(ms_since(started), 3)
+
+
+def _save_output(
+    turn: ResponsesTurn, record: OutputRecord, started: float, first_token_ms: float | None,
+    slot: Slot[ResponsesReply] | None,
+) -> Steps[ResponsesReply]:
+    from .responses import responses_reply
+
+    stored = yield Blocking(turn.save_output(record, latency_ms=ms_since(started), first_token_ms=first_token_ms))
+    reply = responses_reply(stored)
+    if slot is not None:
+        slot.reply = reply
+    return reply
