@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fakeopenai import FakeOpenAI, text  # noqa: E402
-
 from chatkeep import AsyncChat, Chat, Conversation, open_store  # noqa: E402
+from fakeopenai import FakeOpenAI, text  # noqa: E402
 
 MODEL = "gpt-4o"
 REPLY = (

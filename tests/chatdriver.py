@@ -10,9 +10,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from fakeopenai import FakeOpenAI
-
 from chatkeep import AsyncChat, Chat, Conversation, Reply
+from fakeopenai import FakeOpenAI
 
 MODES = ["send", "stream", "async-send", "async-stream"]
 

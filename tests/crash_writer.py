@@ -34,7 +34,6 @@ def main() -> None:
         from openai import OpenAI
 
         from chatkeep import Chat
-
         from chatkeep.context import get_encoding
 
         chat = Chat(conversation, OpenAI(base_url=base_url, api_key="sk-test", max_retries=0), model="gpt-4o")

@@ -202,6 +202,28 @@ def text(
     )
 
 
+def echo(*, chunk_size: int = 4, chunk_delay: float = 0.0, delay: float = 0.0) -> Reply:
+    """An answer that names the prompt it answers: ``re: <the request's last user text>``.
+
+    Several chats on one conversation at once can then be checked reply by reply.
+    """
+    return Reply("echo", content="re: ", chunk_size=chunk_size, chunk_delay=chunk_delay, delay=delay)
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message (chat) or user input item (Responses) of a request body."""
+    entries = body.get("messages") or body.get("input") or []
+    if isinstance(entries, str):
+        return entries
+    for entry in reversed(entries):
+        if isinstance(entry, dict) and entry.get("role") == "user":
+            content = entry.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(str(p.get("text", "")) for p in content or () if isinstance(p, dict))
+    return ""
+
+
 def tool_calls(
     calls: list[dict[str, str]],
     *,
@@ -720,6 +742,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, reply: Reply, body: dict[str, Any], *, responses: bool = False) -> None:
         """Answer a chat completions request, or (`responses`) a Responses API one."""
         streamed = body.get("stream") is True
+        if reply.kind == "echo":
+            reply = replace(reply, kind="text", content=f"{reply.content}{last_user_text(body)}")
         if not self.server.fake._pause(reply.delay):
             self._abort()
         elif reply.kind == "error":

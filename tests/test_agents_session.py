@@ -19,7 +19,7 @@ from chatkeep.integrations import ChatkeepSession
 from chatkeep.store import SQLiteStore
 from clitools import environment, run
 from fakeopenai import FakeOpenAI, error, text, tool_calls
-from test_responses_items import REASONING, histories, orphans
+from test_responses_items import REASONING, histories
 
 agents = pytest.importorskip("agents")
 from agents import Agent, Runner, function_tool

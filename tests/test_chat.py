@@ -8,7 +8,10 @@ from typing import Any
 
 import openai
 import pytest
+
 from chatdriver import MODES, Driver
+from chatkeep import ChatkeepError, PendingToolCalls, ResponseError, open_store
+from chatkeep.store import SQLiteStore
 from fakeopenai import (
     FakeOpenAI,
     drop_after,
@@ -24,9 +27,6 @@ from fakeopenai import (
     text,
     tool_calls,
 )
-
-from chatkeep import ChatkeepError, PendingToolCalls, ResponseError, open_store
-from chatkeep.store import SQLiteStore
 
 
 @pytest.fixture

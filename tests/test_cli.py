@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import environment, normalize, run
-from fakeopenai import FakeOpenAI, text
 
 from chatkeep import open_store
+from clitools import environment, normalize, run
+from fakeopenai import FakeOpenAI, text
 
 
 @pytest.fixture

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pexpect
 import pytest
-from clitools import PROMPT, environment, spawn
-from fakeopenai import FakeOpenAI, text
 
 from chatkeep import open_store
+from clitools import PROMPT, environment, spawn
+from fakeopenai import FakeOpenAI, text
 
 
 @pytest.fixture
@@ -81,3 +82,36 @@ def test_an_unreachable_server_keeps_the_chat_going(db: Path) -> None:
     child.expect(pexpect.EOF)
     [record] = open_store(db).list_conversations()
     assert [m.status for m in open_store(db).path(record.id)] == ["error"]
+
+
+def test_a_json_file_refuses_what_it_cannot_hold_before_any_call(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    target = tmp_path / "conversation_history.json"
+    openai_server.script(text("Hello!"))
+    child = spawn(environment(target, openai_server.base_url), "chat")
+    child.expect(PROMPT)
+    say(child, "Hi", "Hello!")
+    for command in ("/retry", "/new", "/fork"):
+        say(child, command, "holds one conversation as a plain list")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    assert len(openai_server.requests) == 1  # nothing refused was paid for
+    assert json.loads(target.read_text()) == [{"role": "user", "content": "Hi"},
+                                              {"role": "assistant", "content": "Hello!"}]
+
+
+def test_a_message_refused_before_it_was_saved_stays_at_the_prompt(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    target = tmp_path / "conversation_history.json"
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    target.write_text(json.dumps([{"role": "user", "content": "Use f"},
+                                  {"role": "assistant", "content": None, "tool_calls": [call]}]))
+    child = spawn(environment(target, openai_server.base_url), "chat")
+    child.expect(PROMPT)
+    child.sendline("Never mind")
+    child.expect_exact("kept at the prompt")
+    child.expect(PROMPT)
+    child.expect_exact("Never mind")  # offered again, ready to edit or send
+    child.sendcontrol("c")
+    child.expect(PROMPT)
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    assert openai_server.requests == [] and len(json.loads(target.read_text())) == 2

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chatdriver import MODES, Driver
-from fakeopenai import FakeOpenAI, text, tool_calls
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatdriver import MODES, Driver
 from chatkeep import Chat, ContextBudgetError, KeepAll, Summarize, TokenCounter, TrimToBudget, open_store
 from chatkeep.context import CONTEXT_WINDOWS, Context, History, context_window
 from chatkeep.context.windows import UnknownContextWindow
 from chatkeep.store import StoredMessage
+from fakeopenai import FakeOpenAI, text, tool_calls
 
 COUNTER = TokenCounter("o200k_base")
 

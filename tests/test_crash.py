@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from crash_writer import digest
-from fakeopenai import FakeOpenAI, text
 
 from chatkeep import ConversationNotFound, open_store
+from crash_writer import digest
+from fakeopenai import FakeOpenAI, text
 
 TRIALS = int(os.environ.get("CHATKEEP_CRASH_TRIALS", "8"))
 WRITER = Path(__file__).with_name("crash_writer.py")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from chatdriver import MODES, Driver
-from faultmatrix import FAULTS, Fault, render
-from fakeopenai import FakeOpenAI, text, tool_calls
 
+from chatdriver import MODES, Driver
 from chatkeep import PendingToolCalls, open_store
+from fakeopenai import FakeOpenAI, text, tool_calls
+from faultmatrix import FAULTS, Fault, render
 
 
 class _DeadServer:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import messages as any_message
 
 from chatkeep import ConversationNotFound, FormatError, MessageNotFound, open_store
 from chatkeep.formats import EXPORT_FORMATS, read_conversations, write_conversations
 from chatkeep.store import SQLiteStore
+from strategies import messages as any_message
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "[click](javascript:alert(1))",
            "[again](JaVaScRiPt\\:alert(1))", "&lt;script&gt; stays text", "<a href='javascript:alert(1)'>x</a>"]

@@ -8,9 +8,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import messages
 
 from chatkeep import open_store, validate_message
+from strategies import messages
 
 common = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from clitools import environment, run
 from fakeopenai import FakeOpenAI, error, text
 

@@ -1,8 +1,9 @@
 """The Store contract: every backend passes the same tests.
 
-The tests on ``store`` run on every backend; those on ``db_store`` need several
-conversations, branches and bookkeeping, which the tutorial's JSON file has no
-place for, and run on the database backends.
+The tests on ``store`` run on every backend: SQLite, PostgreSQL and the
+tutorial's JSON file, which must either do what is asked or refuse it up front
+with ``Unsupported`` and change nothing. Those on ``db_store`` need several
+conversations, branches and bookkeeping, which the JSON file has no place for.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ import pytest
 
 from chatkeep import (
     ConversationNotFound,
+    HeadMoved,
     JSONFileStore,
     MessageError,
     MessageNotFound,
     StoreError,
+    Unsupported,
     open_store,
 )
-from chatkeep.store import ANY, SQLiteStore
+from chatkeep.store import ANY, Draft, SQLiteStore
 
 
-@pytest.fixture(params=["sqlite", "jsonfile"])
+@pytest.fixture(params=["sqlite", "postgres", "jsonfile"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | JSONFileStore]:
-    target = {"sqlite": tmp_path / "chat.db", "jsonfile": tmp_path / "support-42.json"}[request.param]
+    if request.param == "postgres":
+        target: str | Path = request.getfixturevalue("postgres_url")
+    else:
+        target = {"sqlite": tmp_path / "chat.db", "jsonfile": tmp_path / "support-42.json"}[request.param]
     opened = open_store(target)
     yield opened
     opened.close()
@@ -121,6 +127,95 @@ def test_delete_removes_the_messages(store: SQLiteStore | JSONFileStore) -> None
     conv.append(user("bye"))
     conv.delete()
     assert store.count_messages() == 0
+
+
+def holds_branches(store: object) -> bool:
+    return not isinstance(store, JSONFileStore)
+
+
+def snapshot(store: SQLiteStore | JSONFileStore) -> list[object]:
+    return [(m.id, m.parent_id, m.message) for m in store.path("support-42")]
+
+
+def test_a_chain_is_appended_in_one_step(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    first = conv.append(user("q"))
+    chain = store.append_many("support-42", [Draft({"role": "assistant", "content": "a"}), Draft(user("q2"))],
+                              parent_id=first.id)
+    assert [m.parent_id for m in chain] == [first.id, chain[0].id]
+    assert [m.head_moved for m in chain] == [True, True] and conv.head == chain[-1]
+    with pytest.raises(MessageError):  # one bad message fails the whole chain
+        store.append_many("support-42", [Draft(user("fine")), Draft({"role": "robot", "content": "x"})])
+    assert len(conv) == 3
+
+
+def test_the_head_moves_only_by_compare_and_set(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    question = conv.append(user("question"))
+    answer = conv.append({"role": "assistant", "content": "answer"})
+    before = snapshot(store)
+    if not holds_branches(store):
+        with pytest.raises(Unsupported, match="needs a branch"):
+            conv.append({"role": "assistant", "content": "late"}, parent_id=question.id)
+        assert snapshot(store) == before
+        return
+    late = conv.append({"role": "assistant", "content": "late"}, parent_id=question.id)
+    assert late.branched and conv.head == answer
+    with pytest.raises(HeadMoved, match="moved on"):
+        conv.set_head(late.id, expect_head=question.id)
+    conv.set_head(late.id, expect_head=answer.id)
+    assert conv.head == late
+
+
+def test_edit_undo_pop_and_fork_are_one_step_or_refused(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    question = conv.append(user("2+2?"))
+    answer = conv.append({"role": "assistant", "content": "4"})
+    if not holds_branches(store):
+        before = snapshot(store)
+        for operation in (lambda: conv.edit(question.id, user("3+3?")), conv.undo,
+                          lambda: store.pop("support-42"), lambda: store.fork("support-42"),
+                          lambda: store.require("branches")):
+            with pytest.raises(Unsupported, match="holds one conversation as a plain list"):
+                operation()
+        assert snapshot(store) == before
+        return
+    edited = conv.edit(question.id, user("3+3?"))
+    assert edited.parent_id is None and conv.head == edited
+    conv.set_head(answer.id)
+    assert conv.undo() is None and conv.head is None  # back to before the only question
+    conv.set_head(answer.id)
+    assert store.pop("support-42") == answer and conv.head == question
+    fork = store.fork("support-42", title="Copy")
+    conv.append({"role": "assistant", "content": "four"})
+    assert fork.messages == [user("2+2?")] and fork.title == "Copy"
+    fork.append({"role": "assistant", "content": "IV"})
+    assert conv.messages == [user("2+2?"), {"role": "assistant", "content": "four"}]
+
+
+def test_reads_are_copies_the_caller_may_change(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    conv.append(user("original"))
+    conv.messages[0]["content"] = "changed"
+    conv.history()[0].message["content"] = "changed"
+    assert conv.messages == [user("original")] == store.branch_bodies("support-42")
+
+
+def test_usage_integrity_and_what_the_store_holds(store: SQLiteStore | JSONFileStore) -> None:
+    conv = store.conversation("support-42", create=True)
+    conv.append(user("hi"))
+    conv.append({"role": "assistant", "content": "hello"}, model="gpt-4o", usage={"prompt_tokens": 3,
+                                                                                  "completion_tokens": 1})
+    usage = store.usage_by_model("support-42")
+    assert sum(row["replies"] for row in usage.values()) == 1
+    assert store.check_integrity() == []
+    lease = store.lease("support-42")
+    lease.store.append("support-42", user("through the lease"))
+    lease.release()
+    assert conv.messages[-1] == user("through the lease")
+    if holds_branches(store):
+        store.require("branches")
+        store.require("conversations")
 
 
 # -- database stores ----------------------------------------------------------------

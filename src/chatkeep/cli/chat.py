@@ -175,7 +175,8 @@ def one_shot(session: ChatSession, text: str) -> None:
 @click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming them.")
 @click.option("--context", type=click.Choice(["all", "trim", "summarize"]), default="all", show_default=True,
               help="What to send when the conversation outgrows the context window.")
-@click.option("--context-window", type=int, metavar="TOKENS", help="The model's context window, for models chatkeep does not know.")
+@click.option("--context-window", type=int, metavar="TOKENS",
+              help="The model's context window, for models chatkeep does not know.")
 @db_option
 @handle_errors
 def chat(message: str | None, model: str | None, system: str | None, latest: bool, conversation_id: str | None,

@@ -137,7 +137,8 @@ def run_repl(session: ChatSession) -> None:
             line = prompt.prompt("> ", default=kept)
             kept = ""
         except KeyboardInterrupt:
-            continue  # Ctrl-C at the prompt clears the line
+            kept = ""  # Ctrl-C at the prompt clears the line, a kept message too
+            continue
         except EOFError:
             break
         if not line.strip():

@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ChatkeepError, PendingToolCalls, ResponseError
-from ..store.base import Draft, MessageStatus, StoredMessage
-from ..store.protocol import Lease
-from ..store.conversation import Conversation
 from ..items import (
     ITEM_KIND,
     Item,
@@ -26,6 +23,9 @@ from ..items import (
     pending_calls,
     widen_window,
 )
+from ..store.base import Draft, MessageStatus, StoredMessage
+from ..store.conversation import Conversation
+from ..store.protocol import Lease
 from .plan import interruption_text
 
 __all__ = [

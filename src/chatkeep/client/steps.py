@@ -17,8 +17,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..context.policies import Context
-from .effects import END, Blocking, Call, Close, Emit, Next, Steps
 from ..errors import ResponseError
+from .effects import END, Blocking, Call, Close, Emit, Next, Steps
 from .plan import Turn
 from .responses_turn import OutputRecord, ResponseAccumulator, ResponsesTurn, lost_chain, record_from_response
 from .streams import Slot

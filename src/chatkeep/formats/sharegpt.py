@@ -26,7 +26,15 @@ from ..errors import FormatError
 from ..messages import MessageDict
 from ..store.bulk import ImportConversation, ImportMessage
 from ._source import (
-    MAX_DEPTH, PathLike, Report, checked_message, content_hash, json_array, json_lines, open_plain, too_deep,
+    MAX_DEPTH,
+    PathLike,
+    Report,
+    checked_message,
+    content_hash,
+    json_array,
+    json_lines,
+    open_plain,
+    too_deep,
 )
 
 __all__ = ["read_sharegpt"]

@@ -115,9 +115,10 @@ class StoredMessage:
     error: str | None = None
     token_counts: dict[str, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: Set by the write that stored it: whether that write moved the head to it. ``False``
-    #: means the head had moved on meanwhile, so the message waits on its own branch
-    #: (``conversation.branches()`` lists it). ``None`` when read back later.
+    #: Set by the write that stored it: whether that write moved the head onto it (to it, or
+    #: for a chain, to its last message). ``False`` means the head had moved on meanwhile, so
+    #: the message waits on its own branch (``conversation.branches()`` lists it). ``None``
+    #: when read back later.
     head_moved: bool | None = field(default=None, compare=False, repr=False)
 
     @property

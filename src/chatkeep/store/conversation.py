@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ConversationNotFound
 from ..messages import MessageDict
-from .base import ANY, ConversationRecord, StoredMessage
+from .base import ANY, HEAD, PARENT, ConversationRecord, Draft, MessageKind, MessageStatus, StoredMessage
 from .protocol import Store
 
 __all__ = ["Branch", "Conversation", "ConversationAccess"]
@@ -123,7 +123,31 @@ class Conversation:
 
 
 class ConversationAccess:
-    """``store.conversation(...)`` and ``store.new_conversation(...)`` for every backend."""
+    """What every backend shares, written once over its own operations: ``append``, ``conversation``, ``fork``..."""
+
+    def append(
+        self: Store,
+        conversation_id: str,
+        message: Mapping[str, Any],
+        *,
+        parent_id: str | None = HEAD,
+        expect_head: str | None = PARENT,
+        move_head: bool = True,
+        kind: MessageKind = "chat",
+        status: MessageStatus = "complete",
+        model: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        latency_ms: float | None = None,
+        finish_reason: str | None = None,
+        error: str | None = None,
+        token_counts: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMessage:
+        """Validate and store one message in its own transaction, then return it (see ``Store.append``)."""
+        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+        return self.append_many(
+            conversation_id, [draft], parent_id=parent_id, expect_head=expect_head, move_head=move_head
+        )[0]
 
     def conversation(
         self: Store, conversation_id: str, *, create: bool = False, title: str | None = None

@@ -86,7 +86,7 @@ def stored_rows(
             usage=None if d.usage is None else dict(d.usage), latency_ms=d.latency_ms,
             finish_reason=d.finish_reason, error=d.error,
             token_counts=None if d.token_counts is None else dict(d.token_counts),
-            metadata=dict(d.metadata or {}), head_moved=moved if row is rows[-1] else False,
+            metadata=dict(d.metadata or {}), head_moved=moved,
         ))
         parent = row.id
     return stored

@@ -130,13 +130,19 @@ class JSONFileStore(ConversationAccess):
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
-    def _lock(self, timeout: float) -> Any:
-        from filelock import FileLock
+    def _acquire(self, timeout: float, refusal: StoreError) -> Any:
+        """Take the file's lock, waiting ``timeout`` seconds at most, else raise ``refusal``."""
+        from filelock import FileLock, Timeout
 
         ensure_private_dir(self.file.parent.resolve())
         # A new lock object (and file descriptor) per holder: flock then keeps out
         # other threads of this process as surely as other processes.
-        return FileLock(self.lock_file, timeout=timeout, mode=0o600, thread_local=False, poll_interval=0.002)
+        lock = FileLock(self.lock_file, timeout=timeout, mode=0o600, thread_local=False, poll_interval=0.002)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise refusal from exc
+        return lock
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -144,15 +150,9 @@ class JSONFileStore(ConversationAccess):
         if self._held:
             yield
             return
-        from filelock import Timeout
-
-        lock = self._lock(self.write_timeout)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreError(
-                f"{self.file}: another writer has held it for {self.write_timeout:g} s; nothing was changed"
-            ) from exc
+        lock = self._acquire(self.write_timeout, StoreError(
+            f"{self.file}: another writer has held it for {self.write_timeout:g} s; nothing was changed"
+        ))
         try:
             yield
         finally:
@@ -295,34 +295,6 @@ class JSONFileStore(ConversationAccess):
 
     # -- messages -----------------------------------------------------------------
 
-    def append(
-        self,
-        conversation_id: str,
-        message: Mapping[str, Any],
-        *,
-        parent_id: str | None = HEAD,
-        expect_head: str | None = PARENT,
-        move_head: bool = True,
-        kind: MessageKind = "chat",
-        status: MessageStatus = "complete",
-        model: str | None = None,
-        usage: Mapping[str, Any] | None = None,
-        latency_ms: float | None = None,
-        finish_reason: str | None = None,
-        error: str | None = None,
-        token_counts: Mapping[str, int] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> StoredMessage:
-        """Append to the array and rewrite the file atomically, under the file's lock.
-
-        The bookkeeping arguments (model, usage, status, ...) are accepted and
-        not kept: the tutorial's format has no place for them.
-        """
-        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
-        return self.append_many(
-            conversation_id, [draft], parent_id=parent_id, expect_head=expect_head, move_head=move_head
-        )[0]
-
     def append_many(
         self,
         conversation_id: str,
@@ -382,17 +354,11 @@ class JSONFileStore(ConversationAccess):
         with ``Unsupported`` before anything is saved or sent.
         """
         self._check_id(conversation_id)
-        from filelock import Timeout
-
-        lock = self._lock(self.turn_timeout)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            raise Unsupported(
-                f"{self.file.name} is in use by another chat turn (waited {self.turn_timeout:g} s): it holds one "
-                "conversation as a plain list, so turns on it take turns; try again when that one ends, "
-                "or use a .db store for chats that run at once"
-            ) from exc
+        lock = self._acquire(self.turn_timeout, Unsupported(
+            f"{self.file.name} is in use by another chat turn (waited {self.turn_timeout:g} s): it holds one "
+            "conversation as a plain list, so turns on it take turns; try again when that one ends, or use a "
+            ".db store for chats that run at once"
+        ))
         view = JSONFileStore(self.file, write_timeout=self.write_timeout, turn_timeout=self.turn_timeout, _held=True)
         return _FileLease(view, lock)
 
