@@ -24,9 +24,12 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 @pytest.fixture
 def samples() -> Path:
-    """The shared sample conversation files; tests using them skip where the folder is absent."""
+    """The shared sample conversation files; tests using them skip where the folder is absent (fail on CI)."""
     if not SAMPLES.is_dir():
-        pytest.skip(f"sample files not found at {SAMPLES} (clone with ../shared beside the project)")
+        reason = f"sample files not found at {SAMPLES} (clone with ../shared beside the project)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs them: {reason}")
+        pytest.skip(reason)
     return SAMPLES
 
 

@@ -160,6 +160,61 @@ class Reply:
     items: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass
+class SimulatedModel:
+    """An open model behind the server, with its own tokenizer and context window.
+
+    Its tokenizer is not tiktoken's: a token per `chars_per_token` characters of
+    each message's role and text, plus `per_message` tokens of template per
+    message and `priming` for the reply. It reports that count as
+    `usage.prompt_tokens`, and refuses a request whose prompt (plus the reply's
+    `max_tokens`, as vLLM and OpenAI count it) exceeds `window`, with the error
+    `style` of OpenAI, llama.cpp or vLLM. `GET /props` (llama.cpp), `max_model_len`
+    in `GET /v1/models` (vLLM) and `POST /tokenize` (both) tell its window and counts.
+    """
+
+    window: int = 2048
+    style: str = "llamacpp"
+    chars_per_token: float = 2.0
+    per_message: int = 5
+    priming: int = 3
+    overflows: int = 0  # how many requests it refused
+
+    def text_tokens(self, text: str) -> int:
+        return int(-(-len(text) // self.chars_per_token)) if text else 0
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        total = self.priming
+        for message in body.get("messages") or []:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            calls = json.dumps(message.get("tool_calls")) if message.get("tool_calls") else ""
+            total += self.per_message + self.text_tokens(f"{message.get('role', '')} {content or ''}{calls}")
+        return total
+
+    def refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The error a real server sends for this request, or None when it fits."""
+        prompt = self.prompt_tokens(body)
+        reply = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+        asked = prompt + (reply if self.style != "llamacpp" else 0)
+        if asked <= self.window:
+            return None
+        self.overflows += 1
+        if self.style == "llamacpp":
+            return 400, {"error": {"code": 400, "message": f"request ({prompt} tokens) exceeds the available context "
+                                   f"size ({self.window} tokens)", "type": "exceed_context_size_error",
+                                   "n_prompt_tokens": prompt, "n_ctx": self.window}}
+        if self.style == "vllm":
+            return 400, {"object": "error", "message": (
+                f"This model's maximum context length is {self.window} tokens. However, you requested {asked} tokens "
+                f"({prompt} in the messages, {reply} in the completion). Please reduce the length of the messages or "
+                "completion."), "type": "BadRequestError", "param": None, "code": 400}
+        return 400, {"error": {"message": f"This model's maximum context length is {self.window} tokens. However, "
+                               f"your messages resulted in {prompt} tokens. Please reduce the length of the messages.",
+                               "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+
+
 # --- reply constructors -----------------------------------------------------
 
 
@@ -278,6 +333,18 @@ def drop_after(n_chunks: int, content: str = "This reply is cut short by a dropp
     return Reply("drop", content=content, count=n_chunks)
 
 
+def drop_mid_call(n_chunks: int = 3) -> Reply:
+    """Streamed: a tool call's first `n_chunks` chunks (its arguments half-written), then the socket closes.
+    Plain: like `drop_after`."""
+    call = {"id": "call_cut", "name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}
+    return Reply("drop", calls=(call,), count=n_chunks, chunk_size=6)
+
+
+def filtered() -> Reply:
+    """A reply stopped by the content filter: `content: null`, no tool calls, finish_reason `content_filter`."""
+    return Reply("text", content=None, finish_reason="content_filter")
+
+
 def malformed_sse(after: int = 1) -> Reply:
     """Streamed: `after` good chunks, then `data: {not json`. Plain: like
     `malformed_json()`."""
@@ -394,6 +461,10 @@ def _estimate_tokens(chars: str) -> int:
 def _usage(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     if reply.usage is not None:
         return dict(reply.usage)
+    model = body.get("__model__")
+    if isinstance(model, SimulatedModel):
+        said = (reply.content or "") + (reply.refusal or "")
+        return make_usage(model.prompt_tokens(body), max(1, model.text_tokens(said)))
     said = (reply.content or "") + (reply.refusal or "")
     said += "".join(c["name"] + c["arguments"] for c in reply.calls)
     return make_usage(_estimate_tokens(json.dumps(body.get("messages", []))), _estimate_tokens(said))
@@ -647,11 +718,22 @@ def _responses_stream_plan(reply: Reply, body: dict[str, Any]) -> tuple[list[byt
     return [_named_sse(e) for e in events], False
 
 
-def _models_payload() -> dict[str, Any]:
+def _models_payload(model: SimulatedModel | None = None) -> dict[str, Any]:
+    extra = {"max_model_len": model.window} if model is not None else {}
     return {
         "object": "list",
-        "data": [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for m in MODELS],
+        "data": [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system", **extra}
+                 for m in MODELS],
     }
+
+
+def _tokenized(model: SimulatedModel, body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /tokenize` as llama.cpp (`content`) and vLLM (`prompt` or `messages`) answer it."""
+    if "messages" in body:
+        count = model.prompt_tokens(body)
+    else:
+        count = model.text_tokens(str(body.get("content", body.get("prompt", ""))))
+    return {"tokens": list(range(count)), "count": count, "max_model_len": model.window}
 
 
 # --- HTTP plumbing ------------------------------------------------------------
@@ -709,7 +791,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.command == "POST" and path == "/v1/responses":
                 self._chat(fake._next_reply(), body if isinstance(body, dict) else {}, responses=True)
             elif self.command == "GET" and path == "/v1/models":
-                self._send_json(200, _models_payload())
+                self._send_json(200, _models_payload(fake.model))
+            elif fake.model is not None and self.command == "GET" and path in ("/props", "/v1/props"):
+                self._send_json(200, {"default_generation_settings": {"n_ctx": fake.model.window}, "total_slots": 1})
+            elif fake.model is not None and self.command == "POST" and path in ("/tokenize", "/v1/tokenize"):
+                self._send_json(200, _tokenized(fake.model, body if isinstance(body, dict) else {}))
             else:
                 message = f"Invalid URL ({self.command} {path})"
                 self._send_json(404, _error_payload(404, message, None))
@@ -742,6 +828,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, reply: Reply, body: dict[str, Any], *, responses: bool = False) -> None:
         """Answer a chat completions request, or (`responses`) a Responses API one."""
         streamed = body.get("stream") is True
+        model = self.server.fake.model
+        if model is not None and not responses:
+            refused = model.refusal(body)
+            if refused is not None:
+                self._send_json(*refused)
+                return
+            body = {**body, "__model__": model}
         if reply.kind == "echo":
             reply = replace(reply, kind="text", content=f"{reply.content}{last_user_text(body)}")
         if not self.server.fake._pause(reply.delay):
@@ -825,9 +918,12 @@ class FakeOpenAI:
     the queue is empty `default` answers. `latency` delays every request.
     """
 
-    def __init__(self, *, default: Reply | None = None, latency: float = 0.0) -> None:
+    def __init__(self, *, default: Reply | None = None, latency: float = 0.0,
+                 model: SimulatedModel | None = None) -> None:
         self.default: Reply = default if default is not None else text("ok")
         self.latency: float = latency
+        #: An open model's tokenizer and window, for chat requests (None: count loosely, refuse nothing).
+        self.model: SimulatedModel | None = model
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()

@@ -1,7 +1,11 @@
-"""The API fault matrix: each fault, how it is injected, and what chatkeep promises in each mode.
+"""The fault matrix: each fault, how it is injected, and what chatkeep promises in each mode.
 
-tests/test_faults.py checks every row in all four modes; docs/reliability.md
-shows the same table (``python tests/faultmatrix.py`` prints it).
+API faults come from the loopback server; store faults are real: another
+connection holding SQLite's write lock past the busy timeout, a full disk (a
+tiny tmpfs filled to the brim), a read-only database file. tests/test_faults.py
+checks every row in all four modes, then removes the fault and checks that the
+conversation goes on; docs/reliability.md shows the same table (``python
+tests/faultmatrix.py`` prints it).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class Outcome:
 
     def describe(self) -> str:
         what = "the reply" if self.raised == "reply" else f"`{self.raised}`"
-        return f"{what}; stored: {', '.join(self.stored)}"
+        return f"{what}; stored: {', '.join(self.stored) or 'nothing'}"
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,18 @@ class Fault:
     stream: Outcome
     client_options: dict[str, Any] = field(default_factory=lambda: {"max_retries": 0})
     refused_port: bool = False
+    store_fault: str | None = None  # "locked", "full", "read-only": injected around the turn
+    prompt: str = "hello"
 
     def outcome(self, mode: str) -> Outcome:
         return self.stream if mode.endswith("stream") else self.send
+
+    @property
+    def kept(self) -> str:
+        """Where the user's message is after the fault."""
+        if self.store_fault:
+            return "not stored, nothing sent: refused before the call (the CLI keeps it at the prompt)"
+        return "stored"
 
 
 UNANSWERED = Outcome("", ("user:error",))
@@ -69,14 +82,24 @@ FAULTS: list[Fault] = [
     Fault("reply ends without finish_reason (stream: nor [DONE])", (fo.end_without_done("Half a th"),),
           Outcome("ResponseError", PARTIAL), Outcome("ResponseError", PARTIAL)),
     Fault("server ignores stream=true and answers JSON", (fo.json_for_stream(),), ANSWERED, _lost("ResponseError")),
+    Fault("connection dropped in the middle of a tool call", (fo.drop_mid_call(3),), _lost("APIConnectionError"),
+          Outcome("APIConnectionError", PARTIAL)),
+    Fault("content filter stop: content null, no tool calls", (fo.filtered(),), ANSWERED, ANSWERED),
+    Fault("SQLite write lock held by another process past the busy timeout", (),
+          Outcome("StoreError", ()), Outcome("StoreError", ()), store_fault="locked"),
+    Fault("disk full while saving the message", (), Outcome("StoreError", ()),
+          Outcome("StoreError", ()), store_fault="full", prompt="x" * 300_000),
+    Fault("read-only database file", (), Outcome("StoreError", ()), Outcome("StoreError", ()),
+          store_fault="read-only"),
 ]
 
 
 def render() -> str:
     """The Markdown table of the matrix."""
-    lines = ["| fault | send, async send | stream, async stream |", "|---|---|---|"]
+    lines = ["| fault | send, async send | stream, async stream | user's message | usable afterwards |",
+             "|---|---|---|---|---|"]
     for fault in FAULTS:
-        lines.append(f"| {fault.name} | {fault.send.describe()} | {fault.stream.describe()} |")
+        lines.append(f"| {fault.name} | {fault.send.describe()} | {fault.stream.describe()} | {fault.kept} | yes |")
     return "\n".join(lines) + "\n"
 
 

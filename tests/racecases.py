@@ -37,6 +37,26 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
+class Stores:
+    """Stores a scenario opens, closed when it ends: a PostgreSQL pool left to the garbage
+    collector stops its worker threads from one of them, which fails the test run."""
+
+    def __init__(self) -> None:
+        self.opened: list[Any] = []
+
+    def __call__(self, target: str) -> Any:
+        store = open_store(target)
+        self.opened.append(store)
+        return store
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for store in self.opened:
+            store.close()
+
+
 def check_turns(store: Any, conversation_id: str, requests: list[Any], figures: Figures) -> Figures:
     """Every reply under its prompt, every request equal to the stored path to its prompt, every message reachable.
 
@@ -73,22 +93,23 @@ def _prompts(name: str, turns: int) -> list[str]:
 
 def chats_in_threads(target: str, server: FakeOpenAI, *, chats: int = 2, turns: int = 5) -> Figures:
     """``chats`` sync ``Chat``s (threads, each with its own store and client) taking turns on one conversation."""
-    setup = open_store(target)
+    with Stores() as stores:
+        return _chats_in_threads(stores, target, server, chats, turns)
+
+
+def _chats_in_threads(stores: Stores, target: str, server: FakeOpenAI, chats: int, turns: int) -> Figures:
+    setup = stores(target)
     conversation_id = setup.new_conversation().id
     server.default = OVERLAPPING
 
     def talk(name: str) -> None:
-        store = open_store(target)
-        chat = Chat(store.conversation(conversation_id), server.client(max_retries=0))
-        try:
-            for n, prompt in enumerate(_prompts(name, turns)):
-                if n % 2:
-                    for _ in chat.stream(prompt):
-                        pass
-                else:
-                    chat.send(prompt)
-        finally:
-            store.close()
+        chat = Chat(stores(target).conversation(conversation_id), server.client(max_retries=0))
+        for n, prompt in enumerate(_prompts(name, turns)):
+            if n % 2:
+                for _ in chat.stream(prompt):
+                    pass
+            else:
+                chat.send(prompt)
 
     _together(*(partial(talk, chr(ord("A") + i)) for i in range(chats)))
     figures = Figures("Chat turns, one conversation", f"{chats} threads", chats * turns)
@@ -98,7 +119,11 @@ def chats_in_threads(target: str, server: FakeOpenAI, *, chats: int = 2, turns: 
 
 def chats_in_tasks(target: str, server: FakeOpenAI, *, chats: int = 2, turns: int = 5, shared: bool = False) -> Figures:
     """``chats`` ``AsyncChat`` tasks gathered on one conversation (``shared``: all through one AsyncChat)."""
-    setup = open_store(target)
+    with Stores() as stores:
+        return _chats_in_tasks(stores(target), server, chats, turns, shared)
+
+
+def _chats_in_tasks(setup: Any, server: FakeOpenAI, chats: int, turns: int, shared: bool) -> Figures:
     conversation_id = setup.new_conversation().id
     server.default = OVERLAPPING
 
@@ -126,7 +151,11 @@ def chats_in_tasks(target: str, server: FakeOpenAI, *, chats: int = 2, turns: in
 
 def undo_racing_appends(target: str, *, start: int = 50, appends: int = 150, undos: int = 50) -> Figures:
     """One thread appends user messages while another undoes: each undo takes exactly one message off the branch."""
-    store = open_store(target)
+    with Stores() as stores:
+        return _undo_racing_appends(stores(target), start, appends, undos)
+
+
+def _undo_racing_appends(store: Any, start: int, appends: int, undos: int) -> Figures:
     conversation = store.new_conversation()
     for n in range(start):
         conversation.append({"role": "user", "content": f"start {n}"})
@@ -151,10 +180,15 @@ def undo_racing_appends(target: str, *, start: int = 50, appends: int = 150, und
 
 def session_add_racing_pop(target: str, *, start: int = 300, adds: int = 150, pops: int = 150) -> Figures:
     """One Agents SDK session seen by two writers (as two processes would): one adds items, the other pops."""
+    with Stores() as stores:
+        return _session_add_racing_pop(stores, target, start, adds, pops)
+
+
+def _session_add_racing_pop(stores: Stores, target: str, start: int, adds: int, pops: int) -> Figures:
     from chatkeep.integrations import ChatkeepSession
 
-    session = ChatkeepSession("racing", open_store(target))
-    popper = ChatkeepSession("racing", open_store(target))
+    session = ChatkeepSession("racing", stores(target))
+    popper = ChatkeepSession("racing", stores(target))
     first = [{"role": "user", "content": f"start {n}"} for n in range(start)]
     asyncio.run(session.add_items(first))
     added = [{"role": "user", "content": f"added {n}"} for n in range(adds)]
@@ -253,8 +287,12 @@ def batch_is_one_transaction(target: str) -> bool:
     """A session batch with one item that cannot be stored leaves nothing behind."""
     from chatkeep.integrations import ChatkeepSession
 
-    store = open_store(target)
-    session = ChatkeepSession("batch", store)
+    with Stores() as stores:
+        store = stores(target)
+        return _batch_is_one_transaction(ChatkeepSession("batch", store), store)
+
+
+def _batch_is_one_transaction(session: Any, store: Any) -> bool:
     broken = {"type": "reasoning", "id": "rs_1", "summary": [], "unstorable": {1, 2}}
     try:
         asyncio.run(session.add_items([{"role": "user", "content": "kept?"}, broken]))

@@ -155,8 +155,8 @@ def test_items_round_trip_losslessly(store: SQLiteStore, store_target: str, samp
     asyncio.run(session.add_items([*recorded, newer, sdk_object]))
     expected = [*recorded, newer, {"type": "function_call", "call_id": "call_z", "name": "f", "arguments": "{}"}]
     assert items_of(session) == expected
-    reopened = ChatkeepSession("lossless", open_store(store_target))
-    assert items_of(reopened) == expected
+    with open_store(store_target) as again:
+        assert items_of(ChatkeepSession("lossless", again)) == expected
 
 
 def test_added_items_are_copies(store: SQLiteStore) -> None:

@@ -175,15 +175,16 @@ def test_tool_definitions_count_against_the_budget(openai_server: FakeOpenAI, st
 
 
 def test_unknown_models_work_with_keep_all_and_ask_for_a_window_to_trim(openai_server: FakeOpenAI, store: Any) -> None:
-    chat = Chat(store.new_conversation(), openai_server.client(), model="llama3.1:8b")
+    chat = Chat(store.new_conversation(), openai_server.client(), model="my-own-model")
     assert str(chat.send("hi")) == "ok"
-    trimming = Chat(store.new_conversation(), openai_server.client(), model="llama3.1:8b",
+    trimming = Chat(store.new_conversation(), openai_server.client(), model="my-own-model",
                     context=TrimToBudget(), encoding="cl100k_base")
     with pytest.raises(UnknownContextWindow, match="context_window="):
-        trimming.send("hi")
-    ok = Chat(store.new_conversation(), openai_server.client(), model="llama3.1:8b",
+        trimming.send("hi")  # the server does not say its window either
+    ok = Chat(store.new_conversation(), openai_server.client(), model="my-own-model",
               context=TrimToBudget(), encoding="cl100k_base", context_window=8_192)
     assert str(ok.send("hi")) == "ok"
+    assert context_window("llama3.1:8b") == context_window("Meta-Llama-3.1-8B-Instruct") == 131_072
 
 
 # -- summarize, end to end -------------------------------------------------------------

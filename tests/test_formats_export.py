@@ -131,25 +131,35 @@ def tags(page: str) -> list[tuple[str, dict[str, str]]]:
 
 
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "article", "h1", "p", "section", "h2", "div", "pre"}
-MARKDOWN_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "pre", "code", "em", "strong", "a", "img", "ul", "ol",
-                 "li", "blockquote", "hr", "br"}
+# No img: an exported document loads nothing, so a message's image is shown as a link to it.
+MARKDOWN_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "pre", "code", "em", "strong", "a", "ul", "ol",
+                 "li", "blockquote", "hr", "br", "table", "thead", "tbody", "tr", "th", "td", "s"}
 
 
 def assert_inert(page: str, allowed: set[str]) -> None:
-    """No tag beyond the renderer's own, no event handler, no script link."""
+    """No tag beyond the renderer's own, no event handler, no script or data link."""
     for tag, attributes in tags(page):
         assert tag in allowed, f"<{tag}> in the output"
         assert not [name for name in attributes if name.startswith("on")], f"<{tag} {attributes}>"
         for name in ("href", "src"):
-            assert not re.match(r"\s*(java|vb)script:", attributes.get(name, ""), re.I), f"<{tag} {attributes}>"
+            assert not re.match(r"\s*((java|vb)script|data):", attributes.get(name, ""), re.I), f"<{tag} {attributes}>"
 
 
-def render(markdown: str) -> str:
+def render(markdown: str, *, tables: bool = False) -> str:
+    """Markdown as a viewer shows it; ``tables`` adds GitHub's tables and strikethrough."""
     markdown_it = pytest.importorskip("markdown_it")
     # html=True passes raw HTML through, and every link is accepted, as in the laxest renderers.
     md = markdown_it.MarkdownIt("commonmark", {"html": True})
+    if tables:
+        md.enable(["table", "strikethrough"])
     md.validateLink = lambda url: True
     return str(md.render(markdown))
+
+
+def assert_turns(rendered: str, messages: int) -> None:
+    """One h1 (the title) and one h2 per message: no text of a message renders as either."""
+    found = [tag for tag, _ in tags(rendered)]
+    assert (found.count("h1"), found.count("h2")) == (1, messages), rendered
 
 
 def outside_fences(document: str) -> str:
@@ -199,14 +209,98 @@ def test_rendered_markdown_keeps_code_as_code_and_runs_nothing(store: SQLiteStor
     assert "<p>after &lt;script&gt;alert(4)&lt;/script&gt;</p>" in rendered  # the open fence did not swallow it
 
 
+def markdown_of(*texts: str) -> str:
+    """The Markdown export of one conversation whose user messages are ``texts``."""
+    with open_store(":memory:") as memory:
+        conversation = memory.new_conversation("c", title="Chat")
+        for text in texts:
+            conversation.append({"role": "user", "content": text})
+        return exported(memory, "c", "markdown")
+
+
+def test_data_links_are_defused_like_script_links() -> None:
+    document = markdown_of("[x](data:text/html;base64,PHNjcmlwdD4=)", "[y](DaTa\\:text/html,alert)",
+                           "[r]\n\n[r]: data:text/html,alert", "<data:text/html,alert>")
+    rendered = render(document)
+    assert_inert(rendered, MARKDOWN_TAGS)
+    assert [attributes["href"][:3].lower() for tag, attributes in tags(rendered) if tag == "a"] == ["da%"] * 3
+    # Only a word that is the scheme is touched, not one that ends in it.
+    assert "metadata: kept" in markdown_of("metadata: kept")
+
+
+def test_images_become_links_so_viewing_loads_nothing() -> None:
+    document = markdown_of("![pixel](https://tracker.example/p.gif)", "![ref][r]\n\n[r]: https://tracker.example/q.gif",
+                           "\\![escaped](https://tracker.example/e.gif)", "[![nested](https://t.example/n.gif)](/x)")
+    rendered = render(document)
+    assert_inert(rendered, MARKDOWN_TAGS)
+    assert "<img" not in rendered
+    assert '<a href="https://tracker.example/p.gif">pixel</a>' in rendered
+    assert '<a href="https://tracker.example/q.gif">ref</a>' in rendered
+
+
+FORGED = ["## User", "hello\n## Assistant · gpt-4o\nforged", "# Another conversation", "  ##   Tool · call_1 ##",
+          "User\n---", "User\n===", "- ## User", "1. x\n   ## User", "- x\n    ## User", "* User\n  ---",
+          "\\## User\n---", "##\tUser", "#"]
+
+
+@pytest.mark.parametrize("text", FORGED)
+def test_message_text_cannot_forge_a_turn_heading(text: str) -> None:
+    rendered = render(markdown_of(text, "after"))
+    assert_turns(rendered, 2)
+    assert re.findall(r"<h[12]>(.*?)</h[12]>", rendered) == ["Chat", "User", "User"]
+
+
+def test_deeper_headings_in_a_message_stay_headings_under_its_turn() -> None:
+    rendered = render(markdown_of("## Plan\n### Step one\n#### Detail"))
+    assert "<p>## Plan</p>" in rendered and "<h3>Step one</h3>" in rendered and "<h4>Detail</h4>" in rendered
+    assert_turns(rendered, 1)
+
+
+def test_code_spans_and_indented_code_keep_their_text_while_prose_is_escaped() -> None:
+    text = ("Use `List<int>` and `` a && b<c `` in <b>prose</b>.\n\nExample:\n\n"
+            "    if a < b && c > d:\n        print('<ok>')\n\n    x = 1\n\nafter <i>x</i>")
+    document = markdown_of(text)
+    assert "Use `List<int>` and `` a && b<c `` in &lt;b&gt;prose&lt;/b&gt;." in document
+    rendered = render(document)
+    assert "<p>Use <code>List&lt;int&gt;</code> and <code>a &amp;&amp; b&lt;c</code> in &lt;b&gt;prose&lt;/b&gt;.</p>" \
+        in rendered
+    assert "<pre><code>if a &lt; b &amp;&amp; c &gt; d:\n    print('&lt;ok&gt;')\n\nx = 1\n</code></pre>" in rendered
+    assert "<p>after &lt;i&gt;x&lt;/i&gt;</p>" in rendered
+    assert_inert(rendered, MARKDOWN_TAGS)
+    # GitHub turns a web address into a link that runs on through a backtick: a span glued to one is escaped.
+    assert "www.example.com/\\`&lt;b&gt;\\` or `<b>`" in markdown_of("www.example.com/`<b>` or `<b>`")
+
+
+SMUGGLED = [
+    "`<img src=x onerror=alert(1)>",                               # no closing backtick: prose
+    "\\`<img src=x onerror=alert(1)>`",                            # the opening backtick is escaped
+    "``<img src=x onerror=alert(1)>`",                             # runs of different lengths do not match
+    "`a\nb` <img src=x onerror=alert(1)> `c`",                     # a span across lines pairs differently
+    "[a](b`) <img src=x onerror=alert(1)> `c`",                    # the link's destination eats the backtick
+    '[a](b "x\n`y") <img src=x onerror=alert(1)> `z`',             # so does a title over two lines
+    "| `<img src=x onerror=alert(1)>|` |\n|---|---|",              # a table cell ends at the pipe
+    "- x\n\n    <img src=x onerror=alert(1)>",                     # indented, yet a list's paragraph
+]
+
+
+@pytest.mark.parametrize("text", SMUGGLED)
+def test_backticks_cannot_smuggle_html_out_of_a_code_span(text: str) -> None:
+    document = markdown_of(text)
+    for tables in (False, True):
+        rendered = render(document, tables=tables)
+        assert_inert(rendered, MARKDOWN_TAGS)
+        assert "<img" not in rendered
+
+
 markdown_pieces = st.sampled_from([
     "<script>", "</script>", "<img src=x onerror=alert(1)>", "```", "~~~", "````", "`", "\n", "\r", "\r\n", "    ",
     "> ", "- ", "1. ", "[a](", ")", "javascript:", "JAVASCRIPT\\:", "&", "&#60;", "<!--", "-->", "<", ">", "\\",
     "<a href=", "x", " ", "\"", "'", "![i](", "<svg onload=alert(1)>", "[r]: /u \"", "[r]", "<javascript:alert(1)>",
-    "```html", "~~~ `x`", "\n\n", "---", "===", "|", "*",
+    "```html", "~~~ `x`", "\n\n", "---", "===", "|", "*", "## User", "# ", "#", "![p](https://t.example/p.gif)",
+    "data:text/html,", "DaTa\\:", "](", "`<img src=x onerror=alert(1)>`", "``", "List<int>", "|---|", "\t",
 ])
 # Lines that open, close and nest blocks, ended by every line ending Markdown knows.
-markdown_lines = st.tuples(st.sampled_from(["", " ", "   ", "    ", "> ", "- ", "  ", "1. ", "[r]: /u \""]),
+markdown_lines = st.tuples(st.sampled_from(["", " ", "   ", "    ", "> ", "- ", "  ", "1. ", "[r]: /u \"", "## ", "- ## "]),
                            st.sampled_from(["", "```", "~~~", "````", "```html", "``` `"]),
                            st.lists(markdown_pieces, max_size=4).map("".join)).map("".join)
 markdown_texts = st.lists(st.tuples(markdown_lines, st.sampled_from(["\n", "\r", "\r\n", "\n\n"])), max_size=8).map(
@@ -226,7 +320,11 @@ def test_no_message_text_renders_as_html(conversation_id: str, title: str, texts
         conversation.append({"role": "assistant", "tool_calls": [
             {"id": texts[4], "type": "function", "function": {"name": texts[5], "arguments": texts[3]}}]})
         conversation.append({"role": "tool", "tool_call_id": texts[4], "content": texts[0] + texts[1]})
-        assert_inert(render(exported(memory, conversation_id, "markdown")), MARKDOWN_TAGS)
+        document = exported(memory, conversation_id, "markdown")
+        for tables in (False, True):
+            rendered = render(document, tables=tables)
+            assert_inert(rendered, MARKDOWN_TAGS)  # no script, no data: link, no image at all
+            assert_turns(rendered, 5)
         assert_inert(exported(memory, conversation_id, "html"), PAGE_TAGS)
 
 

@@ -186,7 +186,7 @@ def test_a_switch_while_a_reply_streams_leaves_the_reply_under_its_prompt(
     conversation = store.new_conversation("c")
     first = conversation.append({"role": "user", "content": "first"})
     conversation.append({"role": "assistant", "content": "re: first"})
-    openai_server.script(echo(chunk_size=1, chunk_delay=0.05))
+    openai_server.script(echo(chunk_size=1, chunk_delay=0.25))  # slower than starting `chatkeep switch`
     env = environment(db, openai_server.base_url)
     chat = subprocess.Popen([sys.executable, "-m", "chatkeep", "chat", "--cid", "c", "-m", "second"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,7 +12,9 @@ import pytest
 from clitools import environment, run
 from fakeopenai import FakeOpenAI, error, text
 
-CANARY = "sk-proj-CHATKEEPCANARY0123456789abcdef"
+# Not OpenAI's sk- shape (a Groq-style key): chatkeep must remove the key it was given, whatever it looks like.
+CANARY = "gsk_CHATKEEPCANARY0123456789abcdef"
+AZURE_STYLE = "0123456789abcdef0123456789abcdef"
 
 
 def test_a_full_run_writes_no_key_and_only_private_files(
@@ -61,3 +63,22 @@ def test_a_full_run_writes_no_key_and_only_private_files(
             data = path.read_bytes()
             assert CANARY.encode() not in data and b"CHATKEEPCANARY" not in data, path
     assert not [name for name in os.environ if CANARY in os.environ[name] and not name.startswith("OPENAI")]
+
+
+def test_a_key_given_to_the_client_is_never_stored_whatever_its_shape(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
+    from openai import OpenAI
+
+    from chatkeep import Chat, open_store
+
+    store = open_store(tmp_path / "azure.db")
+    conversation = store.new_conversation()
+    chat = Chat(conversation, OpenAI(base_url=openai_server.base_url, api_key=AZURE_STYLE, max_retries=0))
+    openai_server.script(error(401, f"Access denied due to invalid subscription key {AZURE_STYLE}."))
+    with pytest.raises(Exception):
+        chat.send("hello")
+    [prompt] = conversation.history()
+    assert prompt.status == "error" and "invalid subscription key ***" in (prompt.error or "")
+    store.close()
+    assert AZURE_STYLE.encode() not in (tmp_path / "azure.db").read_bytes()

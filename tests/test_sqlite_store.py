@@ -61,7 +61,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     junk = tmp_path / "notes.db"
     junk.write_bytes(b"these are my notes, not a database" * 100)
-    with pytest.raises(StoreError, match="notes.db: cannot open as a chatkeep database"):
+    with pytest.raises(StoreError, match=r"notes\.db is not a SQLite database; it was left untouched"):
         open_store(junk)
     assert junk.read_bytes() == b"these are my notes, not a database" * 100
 

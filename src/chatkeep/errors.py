@@ -10,6 +10,7 @@ ChatkeepError
 │   ├── MessageNotFound        (also a KeyError)
 │   ├── MigrationError
 │   ├── HeadMoved              the head is no longer where the operation expected it
+│   ├── ReplyNotSaved          the model answered but the store could not keep it (``reply`` holds it)
 │   ├── Unsupported            the store's format cannot hold what was asked
 │   └── BackendUnavailable     (also an ImportError, names the extra to install)
 ├── FormatError           a file cannot be read: carries file, line and reason
@@ -105,6 +106,14 @@ class HeadMoved(StoreError):
             f"conversation {conversation_id!r} moved on: its head is {actual!r}, not {expected!r} "
             "(another writer changed it); nothing was changed"
         )
+
+
+class ReplyNotSaved(StoreError):
+    """The model answered, but the store could not keep the reply: ``reply`` holds it, so it is not lost."""
+
+    def __init__(self, reply: dict[str, object], cause: BaseException) -> None:
+        self.reply = reply
+        super().__init__(f"the model's reply arrived but could not be saved ({cause}); it is in this error's reply")
 
 
 class Unsupported(StoreError):

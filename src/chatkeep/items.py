@@ -18,6 +18,7 @@ from typing import Any, Final
 
 __all__ = [
     "ITEM_KIND",
+    "NoChatShape",
     "as_item",
     "branch_to_chat",
     "chat_to_items",
@@ -131,29 +132,58 @@ def _tool_output_content(output: Any) -> str:
     return "\n".join(texts) if texts else json.dumps(output, ensure_ascii=False)
 
 
-def _chat_content(content: Any) -> Any:
-    """Chat message content for Responses content: a string, or chat parts when there are images."""
+class NoChatShape(ValueError):
+    """An item, or a part of one, that a Chat Completions message cannot carry."""
+
+
+def _chat_part(part: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The chat content part for a Responses content part, or None when chat has no shape for it."""
+    kind = part.get("type")
+    if isinstance(part.get("text"), str) and kind in (None, "input_text", "output_text", "text"):
+        return {"type": "text", "text": part["text"]}
+    if kind == "input_image" and isinstance(part.get("image_url"), str):
+        image: dict[str, Any] = {"url": part["image_url"]}
+        if part.get("detail") in ("auto", "low", "high"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file" and (part.get("file_id") or part.get("file_data")):
+        file = {k: part[k] for k in ("file_id", "file_data", "filename") if isinstance(part.get(k), str)}
+        return {"type": "file", "file": file}
+    return None
+
+
+def _chat_content(content: Any, *, strict: bool = False) -> Any:
+    """Chat message content for Responses content: a string, or chat parts when there are images or files.
+
+    With ``strict``, a part chat has no shape for raises ``NoChatShape``
+    instead of being left out (what a turn sends must lose nothing).
+    """
     if isinstance(content, str) or content is None:
         return content
     parts: list[dict[str, Any]] = []
     for part in content if isinstance(content, list) else ():
         if not isinstance(part, Mapping):
             continue
-        if isinstance(part.get("text"), str):
-            parts.append({"type": "text", "text": part["text"]})
-        elif part.get("type") == "input_image" and isinstance(part.get("image_url"), str):
-            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        if part.get("type") == "refusal":
+            continue  # carried as the message's refusal
+        converted = _chat_part(part)
+        if converted is not None:
+            parts.append(converted)
+        elif strict:
+            raise NoChatShape(f"a {part.get('type')!r} content part")
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
 
 
-def response_item_to_chat(item: Mapping[str, Any]) -> dict[str, Any] | None:
+def response_item_to_chat(item: Mapping[str, Any], *, strict: bool = False) -> dict[str, Any] | None:
     """The Chat Completions message an item stands for, or ``None`` for items chat has no shape for.
 
-    Messages keep their role and text; a function call becomes an assistant
-    message with one tool call; its output a ``tool`` message. Reasoning and
-    server-side tool items return ``None``: show them from the stored item.
+    Messages keep their role, text, images and files; a function call becomes
+    an assistant message with one tool call; its output a ``tool`` message.
+    Reasoning and server-side tool items return ``None``: show them from the
+    stored item. With ``strict``, a content part chat cannot carry raises
+    ``NoChatShape``.
     """
     kind = item_type(item)
     if kind == "message":
@@ -163,7 +193,7 @@ def response_item_to_chat(item: Mapping[str, Any]) -> dict[str, Any] | None:
         content = item.get("content")
         parts = content if isinstance(content, list) else []
         refusals = [p["refusal"] for p in parts if isinstance(p, Mapping) and isinstance(p.get("refusal"), str)]
-        message: dict[str, Any] = {"role": role, "content": _chat_content(content)}
+        message: dict[str, Any] = {"role": role, "content": _chat_content(content, strict=strict)}
         if refusals and role == "assistant":
             message["refusal"] = "".join(refusals)
             message["content"] = message["content"] or None
@@ -216,16 +246,39 @@ def branch_to_chat(branch: Iterable[Any]) -> list[dict[str, Any]]:
     return messages + response_items_to_chat(run)
 
 
+def _item_part(part: Mapping[str, Any], role: Any) -> dict[str, Any]:
+    """The Responses content part for a chat content part; ``NoChatShape`` when there is none."""
+    kind = part.get("type")
+    if kind == "text" and isinstance(part.get("text"), str):
+        return {"type": "output_text" if role == "assistant" else "input_text", "text": part["text"]}
+    if kind == "refusal" and isinstance(part.get("refusal"), str):
+        return {"type": "refusal", "refusal": part["refusal"]}
+    if kind == "image_url" and isinstance(part.get("image_url"), Mapping):
+        image: dict[str, Any] = {"type": "input_image", "image_url": part["image_url"].get("url")}
+        if part["image_url"].get("detail"):
+            image["detail"] = part["image_url"]["detail"]
+        return image
+    if kind == "file" and isinstance(part.get("file"), Mapping):
+        file = part["file"]
+        return {"type": "input_file", **{k: file[k] for k in ("file_id", "file_data", "filename") if k in file}}
+    raise NoChatShape(f"a chat {kind!r} content part has no Responses API form")
+
+
 def chat_to_items(message: Mapping[str, Any]) -> list[Item]:
-    """Responses input items for a Chat Completions message, so a chat conversation can continue as one."""
+    """Responses input items for a Chat Completions message, so a chat conversation can continue as one.
+
+    Text, images and files keep their shape; a part the Responses API has no
+    form for (audio input) raises ``NoChatShape`` rather than being dropped.
+    """
     role = message.get("role")
     if role == "tool":
         return [{"type": "function_call_output", "call_id": message.get("tool_call_id"),
                  "output": _tool_output_content(message.get("content"))}]
     items: list[Item] = []
-    content = message.get("content")
+    content: Any = message.get("content")
     if isinstance(content, list):
-        content = "".join(str(p.get("text") or "") for p in content if isinstance(p, Mapping))
+        parts = [_item_part(p, role) for p in content if isinstance(p, Mapping)]
+        content = "".join(p["text"] for p in parts) if all(p["type"].endswith("_text") for p in parts) else parts
     if content or not message.get("tool_calls"):
         items.append({"role": role, "content": content or ""})
     for call in message.get("tool_calls") or ():

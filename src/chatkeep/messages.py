@@ -18,6 +18,7 @@ from .errors import MessageError
 
 __all__ = [
     "ROLES",
+    "check_json_value",
     "MessageDict",
     "message_text",
     "to_message_dict",
@@ -183,6 +184,31 @@ def _check_assistant(message: Mapping[str, Any], field: str) -> None:
         raise _fail(field, "an assistant message needs content, tool_calls, function_call, audio or refusal")
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def check_json_value(value: object, field: str) -> None:
+    """Raise ``MessageError`` naming the first place in ``value`` JSON cannot hold as it is.
+
+    JSON objects have string keys only (``{7: ...}`` would come back as
+    ``{"7": ...}``), and bytes, dates, sets and tuples have no JSON form that
+    reads back as the same value: they are refused, never rewritten.
+    """
+    stack: list[tuple[object, str]] = [(value, field)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise _fail(f"{where}[{key!r}]", f"object keys must be strings, got {_type_name(key)}")
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+        elif not isinstance(item, _JSON_SCALARS):
+            hint = "a list" if isinstance(item, (tuple, set, frozenset)) else "a string, number, true/false or null"
+            raise _fail(where, f"{_type_name(item)} is not a JSON value: use {hint}")
+
+
 def validate_message(message: object, *, field: str = "message") -> MessageDict:
     """Check one message and return a normalized deep copy of it.
 
@@ -192,6 +218,7 @@ def validate_message(message: object, *, field: str = "message") -> MessageDict:
     ``messages[3].tool_calls[0].function.arguments: expected a string``.
     """
     message = to_message_dict(message, field=field)
+    check_json_value(message, field)
     role = message.get("role")
     if not isinstance(role, str):
         raise _fail(f"{field}.role", "expected one of " + ", ".join(sorted(ROLES)))

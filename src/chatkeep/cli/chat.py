@@ -13,7 +13,7 @@ from ..store import AnyStore
 from ..store.conversation import Conversation
 from .common import db_option, open_db
 from .errors import EXIT_API, EXIT_INTERRUPTED, api_error_text, fail, handle_errors
-from .output import Output
+from .output import Output, terminal_text
 
 __all__ = ["ChatSession", "chat"]
 
@@ -96,7 +96,7 @@ def _show_reply(session: ChatSession, stream: Any) -> None:
     out = session.out
     if not out.fancy:
         for delta in stream:
-            sys.stdout.write(delta)
+            sys.stdout.write(terminal_text(delta))
             sys.stdout.flush()
         sys.stdout.write("\n")
         return
@@ -106,7 +106,7 @@ def _show_reply(session: ChatSession, stream: Any) -> None:
     text = ""
     with Live(Markdown(""), console=out.console, refresh_per_second=12, vertical_overflow="visible") as live:
         for delta in stream:
-            text += delta
+            text += terminal_text(delta)
             live.update(Markdown(text))
 
 
@@ -124,7 +124,7 @@ def take_turn(session: ChatSession, text: str | None, *, retry: bool = False) ->
     chat = session.chat()
     if not session.stream:
         reply = chat.retry() if retry else chat.send(text)
-        session.out.markdown(str(reply)) if session.out.fancy else click.echo(str(reply))
+        session.out.markdown(str(reply))
     else:
         stream = chat.retry_stream() if retry else chat.stream(text)
         with stream:
@@ -157,7 +157,7 @@ def one_shot(session: ChatSession, text: str) -> None:
     except Exception as exc:
         line = api_error_text(exc)
         if line is None:
-            raise
+            raise  # handle_errors turns it into one line
         where = session.conversation.id if session.conversation else "?"
         fail(f"{line} (your message is saved in conversation {where}; chatkeep chat --cid {where} then /retry)",
              EXIT_API)

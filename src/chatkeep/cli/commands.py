@@ -11,9 +11,10 @@ import click
 
 from ..store import AnyStore
 from ..store.base import ConversationRecord, StoredMessage
+from ..store.search import MARK_CLOSE, MARK_OPEN
 from .common import db_option, json_option, open_db
 from .errors import fail, handle_errors
-from .output import Output, short_time
+from .output import Output, short_time, terminal_text
 
 __all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show", "stats", "switch"]
 
@@ -115,8 +116,40 @@ def show(conversation_id: str, tree: bool, db: str | None, as_json: bool) -> Non
         _print_branch(out, branch)
 
 
-@click.command()
-@click.argument("query")
+class _QueryCommand(click.Command):
+    """A command whose arguments make a query: an argument that starts with ``-`` but is none of its options is a word.
+
+    click alone reads ``-doing`` as the options ``-d -o ...`` (a usage error)
+    and ``-nothing`` as ``-n othing``; in a query, ``-word`` excludes a word.
+    Options are only their exact names (``-n 5``, ``--role=user``).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name: not (param.is_flag or param.count)
+                       for param in self.get_params(ctx) if isinstance(param, click.Option)
+                       for name in (*param.opts, *param.secondary_opts)}
+        options: list[str] = []
+        words: list[str] = []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                words += rest
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if name not in takes_value:
+                words.append(arg)
+                continue
+            options.append(arg)
+            if takes_value[name] and "=" not in arg:
+                value = next(rest, None)
+                if value is None:
+                    raise click.BadOptionUsage(name, f"Option '{name}' requires an argument.", ctx)
+                options.append(value)
+        return super().parse_args(ctx, [*options, "--", *words])
+
+
+@click.command(cls=_QueryCommand)
+@click.argument("query", nargs=-1, required=True)
 @click.option("-c", "--conversation", "conversation_id", metavar="ID", help="Only in this conversation.")
 @click.option("--role", type=click.Choice(["system", "developer", "user", "assistant", "tool"]), help="Only this role.")
 @click.option("--model", help="Only replies from models whose name starts with this.")
@@ -126,12 +159,18 @@ def show(conversation_id: str, tree: bool, db: str | None, as_json: bool) -> Non
 @db_option
 @json_option
 @handle_errors
-def search(query: str, conversation_id: str | None, role: str | None, model: str | None,
+def search(query: tuple[str, ...], conversation_id: str | None, role: str | None, model: str | None,
            since: datetime | None, until: datetime | None, count: int, db: str | None, as_json: bool) -> None:
-    """Search every message; any text works: words, "phrases", prefix*, -excluded."""
+    """Search every message; any text works: words, "phrases", prefix*, -excluded.
+
+    QUERY is every argument that is not one of the options below, joined by
+    spaces, so -word excludes a word without a -- before it (chatkeep search
+    coffee -decaf). Words are letters and digits, emoji and symbols; Chinese,
+    Japanese, Korean and Thai text is found from any run of its characters.
+    """
     store = open_db(db)
     filters: dict[str, Any] = {k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v}
-    hits = store.search(query, conversation_id=conversation_id, role=role, limit=count, **filters)
+    hits = store.search(" ".join(query), conversation_id=conversation_id, role=role, limit=count, **filters)
     out = Output()
     if as_json:
         out.json([{"conversation_id": h.message.conversation_id, "conversation_title": h.conversation_title,
@@ -140,7 +179,12 @@ def search(query: str, conversation_id: str | None, role: str | None, model: str
     for hit in hits:
         where = f"{hit.message.conversation_id} · {hit.conversation_title or ''}".rstrip(" ·")
         out.line(f"{where} · {hit.message.role} · {short_time(hit.created_at)} · {hit.message.id}", style="dim")
-        snippet = hit.snippet("[", "]") if not out.color else hit.snippet("\x1b[1;33m", "\x1b[0m")
+        # Controls in the text are shown, not obeyed; only chatkeep's own highlight is colour.
+        opening, closing = ("[", "]") if not out.color else ("\x1b[1;33m", "\x1b[0m")
+        snippet = closing.join(
+            opening.join(terminal_text(piece) for piece in part.split(MARK_OPEN))
+            for part in hit.marked_snippet.split(MARK_CLOSE)
+        )
         click.echo(f"  {snippet.replace(chr(10), ' ')}")
     if not hits and out.fancy:
         out.line("No matches.", style="dim")
@@ -220,22 +264,6 @@ def rm(conversation_ids: tuple[str, ...], yes: bool, db: str | None) -> None:
         store.delete_conversation(record.id)
 
 
-def _usage_by_model(store: AnyStore, conversation_id: str | None) -> dict[str, dict[str, int]]:
-    native = getattr(store, "usage_by_model", None)
-    if native is not None:
-        return dict(native(conversation_id))
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"replies": 0, "prompt_tokens": 0, "completion_tokens": 0})
-    ids = [conversation_id] if conversation_id else [r.id for r in store.list_conversations(limit=None)]
-    for cid in ids:
-        for stored in store.path(cid):
-            if stored.role == "assistant":
-                row = totals[stored.model or "unknown"]
-                row["replies"] += 1
-                row["prompt_tokens"] += int((stored.usage or {}).get("prompt_tokens") or 0)
-                row["completion_tokens"] += int((stored.usage or {}).get("completion_tokens") or 0)
-    return dict(totals)
-
-
 @click.command()
 @click.argument("conversation_id", required=False)
 @db_option
@@ -249,7 +277,7 @@ def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
     data: dict[str, Any] = {
         "conversations": 1 if conversation_id else store.count_conversations(),
         "messages": store.count_messages(conversation_id),
-        "usage_by_model": _usage_by_model(store, conversation_id),
+        "usage_by_model": store.usage_by_model(conversation_id),
     }
     out = Output()
     if as_json:
@@ -268,5 +296,6 @@ def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
 def path(db: str | None) -> None:
     """Print where the conversation store is."""
     from ..store import resolve_target
+    from ..store.postgres_pool import hide_password
 
-    click.echo(resolve_target(db))
+    click.echo(hide_password(resolve_target(db)))

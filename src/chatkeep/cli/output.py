@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,23 @@ from typing import Any
 
 import click
 
-__all__ = ["Output"]
+__all__ = ["Output", "terminal_text"]
+
+# Control characters other than newline and tab: ESC starts the sequences that move the
+# cursor, clear the screen, retitle the window or write the clipboard (OSC 52).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Control Pictures block: ␛, ␍, ␀ ...
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def terminal_text(text: str) -> str:
+    """Text from a store or a model made safe to print: control characters shown, never obeyed."""
+    return _CONTROLS.sub(_picture, text)
 
 
 def _json_default(value: Any) -> Any:
@@ -45,6 +62,7 @@ class Output:
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
         """One line of text; ``style`` (rich markup style) only on a colour terminal."""
+        text = terminal_text(text)
         if self.fancy:
             from rich.text import Text
 
@@ -57,6 +75,7 @@ class Output:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
         """A table on a terminal; tab-separated lines, no header, when piped (for cut and awk)."""
+        rows = [[terminal_text(cell) for cell in row] for row in rows]
         if not self.fancy:
             for row in rows:
                 click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
@@ -71,7 +90,8 @@ class Output:
         self.console.print(table)
 
     def markdown(self, text: str) -> None:
-        """A message's text: rendered Markdown on a terminal, as it is when piped."""
+        """A message's text: rendered Markdown on a terminal, as it is when piped (controls shown, not obeyed)."""
+        text = terminal_text(text)
         if self.fancy:
             from rich.markdown import Markdown
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ChatkeepError, PendingToolCalls, Unsupported
+from ..errors import ChatkeepError
+from ..redact import redact
 from .chat import ChatSession, MissingKey, _save_unsent, take_turn
-from .errors import api_error_text
+from .errors import api_error_text, unexpected_text
 
 __all__ = ["HELP", "handle_command", "run_repl"]
 
@@ -82,35 +83,51 @@ def handle_command(session: ChatSession, line: str) -> bool:
     try:
         command(session, argument.strip())
     except ChatkeepError as exc:
-        session.out.line(f"chatkeep: {exc}")
+        say(session, f"chatkeep: {exc}")
     return True
+
+
+def _head(session: ChatSession) -> str | None:
+    """The open conversation's head, or None (also when the store cannot be read)."""
+    try:
+        return session.conversation.record.head_id if session.conversation else None
+    except ChatkeepError:
+        return None
 
 
 def _turn(session: ChatSession, text: str | None, *, retry: bool = False) -> str:
     """A turn whose failures are reported in one line, leaving the chat running.
 
     Returns the text to offer at the next prompt: what the user typed, when the
-    turn was refused before it was saved, so nothing typed is lost.
+    turn failed before it was saved (refused up front, or the store could not
+    take it), so nothing typed is lost.
     """
+    before = _head(session)
     try:
         take_turn(session, text, retry=retry)
     except KeyboardInterrupt:
-        session.out.line("[interrupted: the partial reply is saved]")
+        say(session, "[interrupted: the partial reply is saved]")
     except MissingKey as exc:
         if text is not None:
             _save_unsent(session, text, exc)
-        session.out.line(f"chatkeep: {exc} (your message is saved; /retry once it is set)")
-    except (Unsupported, PendingToolCalls) as exc:  # refused before anything was saved or sent
-        session.out.line(f"chatkeep: {exc}" + (" (your message is kept at the prompt)" if text else ""))
-        return text or ""
+        say(session, f"chatkeep: {exc} (your message is saved; /retry once it is set)")
     except ChatkeepError as exc:
-        session.out.line(f"chatkeep: {exc}")
+        if text and _head(session) == before:  # refused before the message was saved
+            say(session, f"chatkeep: {exc} (your message is kept at the prompt)")
+            return text
+        say(session, f"chatkeep: {exc}")
     except Exception as exc:
         line = api_error_text(exc)
-        if line is None:
-            raise
-        session.out.line(f"chatkeep: {line} (your message is saved; /retry to send it again)")
+        if line is None:  # a bug: one line, and the chat goes on
+            say(session, f"chatkeep: {unexpected_text(exc)}")
+        else:
+            say(session, f"chatkeep: {line} (your message is saved; /retry to send it again)")
     return ""
+
+
+def say(session: ChatSession, line: str) -> None:
+    """One line to the user: keys redacted, control characters shown rather than obeyed."""
+    session.out.line(redact(line))
 
 
 def _prompt_session() -> Any:

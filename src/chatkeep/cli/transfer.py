@@ -50,31 +50,49 @@ def import_(file: Path, format_: str | None, db: str | None) -> None:
     )
 
 
+#: The format ``export -o FILE`` writes when no ``-f`` is given, by the file's extension (lower-cased).
+_FORMAT_BY_EXTENSION = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html",
+                       ".jsonl": "jsonl", ".json": "messages"}
+
+
 @click.command()
 @click.argument("conversation_ids", nargs=-1, metavar="[ID...]")
-@click.option("--all", "everything", is_flag=True, help="Export every conversation.")
-@click.option("-f", "--format", "format_", type=click.Choice(EXPORT_FORMATS), default="markdown", show_default=True,
+@click.option("--all", "everything", is_flag=True, help="Export every conversation (then name no ids).")
+@click.option("-f", "--format", "format_", type=click.Choice(EXPORT_FORMATS),
               help="messages: the tutorial's JSON array; jsonl: one conversation a line, fine-tuning shaped; "
-                   "markdown; html: a self-contained page.")
+                   "markdown; html: a self-contained page. Default: from the -o file's extension (.md, "
+                   ".markdown, .html, .htm, .jsonl, .json), else markdown.")
 @click.option("--branch", metavar="MESSAGE", help="Export the branch ending at this message instead of the current one.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
 @db_option
-@handle_errors
-def export(conversation_ids: tuple[str, ...], everything: bool, format_: str, branch: str | None,
+def export(conversation_ids: tuple[str, ...], everything: bool, format_: str | None, branch: str | None,
            output: Path | None, db: str | None) -> None:
-    """Export conversations (by id, or --all) to a file or stdout."""
-    from ..formats import write_conversations
+    """Export conversations (by id, or --all) to a file or stdout.
 
+    Writing to a file replaces it whole (a new file beside it, then a rename):
+    an existing file keeps its permissions, a new one is readable by you
+    only, and a symlink stays a link whose target gets the export.
+    """
+    # Checked before handle_errors takes over, so click reports them as usage errors (exit code 2).
+    if everything and conversation_ids:
+        raise click.UsageError(f"--all exports every conversation: drop {' '.join(conversation_ids)}, or drop --all")
     if not conversation_ids and not everything:
         raise click.UsageError("name conversations to export, or pass --all")
+    if format_ is None:
+        format_ = "markdown" if output is None else _FORMAT_BY_EXTENSION.get(output.suffix.lower(), "markdown")
+    _export(None if everything else list(conversation_ids), format_, branch, output, db)
+
+
+@handle_errors
+def _export(ids: list[str] | None, format_: str, branch: str | None, output: Path | None, db: str | None) -> None:
+    from ..formats import write_conversations
+
     store = open_db(db)
-    ids = None if everything else list(conversation_ids)
     for cid in ids or []:
         store.get_conversation(cid)
     if output is None:
         write_conversations(store, ids, format_, sys.stdout, branch=branch)
         return
     with Output().progress(f"Exporting to {output.name}"):
-        # Given a path, the exporter writes atomically (temporary file, rename) and owner-only.
         write_conversations(store, ids, format_, output, branch=branch)
     click.echo(f"Wrote {output}", err=True)

@@ -10,6 +10,7 @@ from ..context.policies import Context, ContextPolicy, KeepAll, Summarize, Summa
 from ..context.tokens import TokenCounter, UnknownEncoding, encoding_for_model
 from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, context_window
 from ..errors import ChatkeepError
+from ..redact import client_secrets
 from ..store.base import StoredMessage
 from ..store.conversation import Conversation
 from .effects import Steps
@@ -150,7 +151,8 @@ class ChatBase:
         lease = store.lease(self.conversation.id)
         try:
             conversation = Conversation(lease.store, self.conversation.id)
-            turn = Turn(conversation, self._load(conversation), message, regenerate=regenerate, lease=lease)
+            turn = Turn(conversation, self._load(conversation), message, regenerate=regenerate, lease=lease,
+                        secrets=client_secrets(self.client))
             save = turn.save_prompt()
             if save is not None:
                 save()

@@ -94,11 +94,24 @@ def _perform(effect: Effect) -> Any:
     raise TypeError(f"a turn that is not streamed cannot emit text: {effect!r}")
 
 
+class _Finished(BaseException):
+    """A store call that finished although its task was cancelled meanwhile: its result, then the cancellation."""
+
+    def __init__(self, result: Any, cancelled: BaseException) -> None:
+        self.result, self.cancelled = result, cancelled
+
+
 async def _aperform(effect: Effect) -> Any:
     if isinstance(effect, Blocking):
         from ..store.threads import run_blocking
 
-        return await run_blocking(effect.operation)
+        try:
+            return await run_blocking(effect.operation)
+        except BaseException as exc:
+            done = getattr(exc, "finished", None)
+            if done is not None:  # the turn must learn what was saved before it hears of the cancellation
+                raise _Finished(done[0], exc) from None
+            raise
     if isinstance(effect, Call):
         return await effect.function(**effect.kwargs)
     if isinstance(effect, Next):
@@ -160,14 +173,20 @@ async def arun(steps: Steps[R]) -> R:
     """Carry out a turn that is not streamed on the event loop, and return its result."""
     value: Any = None
     error: BaseException | None = None
+    deferred: BaseException | None = None
     while True:
         try:
             effect = _advance(steps, value, error)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         value, error = None, None
+        if deferred is not None:  # the turn has what its last store call did: now it hears of the cancellation
+            error, deferred = deferred, None
+            continue
         try:
             value = await _aperform(effect)
+        except _Finished as finished:
+            value, deferred = finished.result, finished.cancelled
         except BaseException as exc:
             error = exc
 
@@ -176,12 +195,16 @@ async def astream(steps: Steps[R]) -> AsyncIterator[str]:
     """Carry out a streamed turn on the event loop, yielding its text deltas."""
     value: Any = None
     error: BaseException | None = None
+    deferred: BaseException | None = None
     while True:
         try:
             effect = _advance(steps, value, error)
         except (StopIteration, StreamClosed):
             return
         value, error = None, None
+        if deferred is not None:
+            error, deferred = deferred, None
+            continue
         if isinstance(effect, Emit):
             try:
                 yield effect.text
@@ -192,5 +215,7 @@ async def astream(steps: Steps[R]) -> AsyncIterator[str]:
             continue
         try:
             value = await _aperform(effect)
+        except _Finished as finished:
+            value, deferred = finished.result, finished.cancelled
         except BaseException as exc:
             error = exc

@@ -15,7 +15,7 @@ own instead of landing under someone else's prompt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..context.history import History
@@ -41,13 +41,13 @@ def as_message(message: str | Mapping[str, Any] | Any) -> MessageDict:
     return validate_message(to_message_dict(message))
 
 
-def interruption_text(exc: BaseException) -> str:
-    """What a message's ``error`` says about why its turn ended unanswered."""
+def interruption_text(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """What a message's ``error`` says about why its turn ended unanswered (``secrets`` removed)."""
     if isinstance(exc, StreamClosed):
         return "interrupted before the reply started (the stream was closed)"
     if isinstance(exc, _INTERRUPTIONS):
         return f"interrupted before the reply started ({type(exc).__name__})"
-    return describe_error(exc)
+    return describe_error(exc, secrets)
 
 
 class Turn:
@@ -69,10 +69,12 @@ class Turn:
         *,
         regenerate: bool = False,
         lease: Lease | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.conversation = conversation
         self.history = history
         self.lease = lease
+        self.secrets = tuple(secrets)
         self.new_message = None if message is None else as_message(message)
         self.prompt: StoredMessage | None = None
         # Where the reply goes, and the head it expects to find there when it is saved.
@@ -80,7 +82,7 @@ class Turn:
         self.expected_head: str | None = PARENT
         if self.new_message is None:
             self._answer_existing(regenerate)
-        check_tool_results(history.sendable, self.new_message)
+        check_tool_results(history.last_turn(), self.new_message)
 
     def _answer_existing(self, regenerate: bool) -> None:
         items = self.history.items
@@ -150,7 +152,7 @@ class Turn:
         if self.prompt is None:
             return None
         prompt_id = self.prompt.id
-        error = interruption_text(exc)
+        error = interruption_text(exc, self.secrets)
 
         def mark() -> StoredMessage:
             updated = self.conversation.store.update_message(prompt_id, status="error", error=error)

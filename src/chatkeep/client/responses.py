@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..items import ITEM_KIND, input_items, item_type
+from ..redact import client_secrets
 from ..store.base import StoredMessage
 from ..store.conversation import Conversation
 from ..store.threads import run_blocking
@@ -125,7 +126,7 @@ class _ResponsesBase:
         try:
             conversation = Conversation(lease.store, self.conversation.id)
             turn = ResponsesTurn(conversation, self._branch(conversation), new, chain=self.store_on_server,
-                                 max_items=self.max_items, lease=lease)
+                                 max_items=self.max_items, lease=lease, secrets=client_secrets(self.client))
             turn.save_input()
         except BaseException:
             lease.release()

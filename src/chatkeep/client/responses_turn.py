@@ -17,6 +17,7 @@ from ..errors import ChatkeepError, PendingToolCalls, ResponseError
 from ..items import (
     ITEM_KIND,
     Item,
+    NoChatShape,
     as_item,
     chat_to_items,
     item_type,
@@ -215,14 +216,22 @@ def sendable(stored: StoredMessage) -> bool:
 
 
 def branch_items(branch: Sequence[StoredMessage]) -> list[Item]:
-    """The Responses input items for a stored branch; chat messages are converted, summaries skipped."""
+    """The Responses input items for a stored branch; chat messages are converted, summaries skipped.
+
+    A chat message with a part the Responses API cannot take is refused here,
+    before anything is sent.
+    """
     items: list[Item] = []
     for stored in branch:
         if stored.kind == ITEM_KIND:
             if sendable(stored):
                 items.append(stored.message)
         elif stored.kind == "chat":
-            items += chat_to_items(stored.message)
+            try:
+                items += chat_to_items(stored.message)
+            except NoChatShape as exc:
+                raise ChatkeepError(f"message {stored.id}: {exc}; nothing was sent: continue this conversation "
+                                    "with Chat") from exc
     return items
 
 
@@ -259,6 +268,7 @@ class ResponsesTurn:
     chain: bool = False
     max_items: int | None = None
     lease: Lease | None = None
+    secrets: tuple[str, ...] = ()
     saved: list[StoredMessage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -352,7 +362,7 @@ class ResponsesTurn:
         prompt = self.saved[-1] if self.saved else (self.branch[-1] if self.branch else None)
         if prompt is None:
             return None
-        error = interruption_text(exc)
+        error = interruption_text(exc, self.secrets)
         prompt_id = prompt.id
 
         def mark() -> StoredMessage:

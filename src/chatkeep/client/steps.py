@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..context.policies import Context
-from ..errors import ResponseError
+from ..errors import ReplyNotSaved, ResponseError, StoreError
 from .effects import END, Blocking, Call, Close, Emit, Next, Steps
 from .plan import Turn
 from .responses_turn import OutputRecord, ResponseAccumulator, ResponsesTurn, lost_chain, record_from_response
@@ -116,7 +116,10 @@ def _save(
     chat: ChatBase, turn: Turn, record: ReplyRecord, started: float, sent: Mapping[str, Any],
     slot: Slot[Reply] | None,
 ) -> Steps[Reply]:
-    stored = yield Blocking(turn.save_reply(record, latency_ms=ms_since(started), sent=sent))
+    try:
+        stored = yield Blocking(turn.save_reply(record, latency_ms=ms_since(started), sent=sent))
+    except StoreError as exc:  # paid for and arrived: hand it over rather than lose it
+        raise ReplyNotSaved(record.message, exc) from exc
     reply = chat._settle(stored)
     if slot is not None:
         slot.reply = reply
@@ -197,7 +200,10 @@ def _save_output(
 ) -> Steps[ResponsesReply]:
     from .responses import responses_reply
 
-    stored = yield Blocking(turn.save_output(record, latency_ms=ms_since(started), first_token_ms=first_token_ms))
+    try:
+        stored = yield Blocking(turn.save_output(record, latency_ms=ms_since(started), first_token_ms=first_token_ms))
+    except StoreError as exc:
+        raise ReplyNotSaved({"output": record.items}, exc) from exc
     reply = responses_reply(stored)
     if slot is not None:
         slot.reply = reply

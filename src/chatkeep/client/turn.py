@@ -145,7 +145,18 @@ def _split_message(raw: Mapping[str, Any]) -> tuple[MessageDict, dict[str, Any]]
     if isinstance(message.get("audio"), Mapping):
         message["audio"] = {"id": message["audio"].get("id")}  # the API takes the id back, not the bytes
     extras = {k: v for k, v in raw.items() if k not in _SENDABLE and v not in (None, [])}
-    return message, extras
+    return said_nothing_as_empty(message), extras
+
+
+def said_nothing_as_empty(message: MessageDict) -> MessageDict:
+    """A reply that carries nothing (``content: null``, no calls: a ``content_filter`` stop) as empty text.
+
+    The API refuses an assistant message with nothing in it, so the reply is
+    kept (with its finish reason, which says why) as ``content: ""``.
+    """
+    if message.get("content") is None and not any(message.get(k) for k in _SENDABLE[2:]):
+        message["content"] = ""
+    return message
 
 
 def _response_metadata(response: Any) -> dict[str, Any]:
@@ -267,31 +278,40 @@ class ReplyAccumulator:
         if delta.arguments:
             self.function_call["arguments"] += delta.arguments
 
+    def _calls(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": call["id"] or f"call_{index}",
+                "type": call["type"] or "function",
+                "function": {"name": call["name"] or "", "arguments": "".join(call["arguments"])},
+            }
+            for index, call in sorted(self.tool_calls.items())
+        ]
+
     def message(self) -> MessageDict:
-        """The assistant message folded so far, in the shape the API returns."""
+        """The assistant message folded so far, in the shape the API returns.
+
+        Tool calls cut off mid-stream are left out: their arguments may be
+        half-written, and a call kept in the message would need a result
+        before the conversation could go on. ``finish`` keeps them in the
+        metadata instead.
+        """
         message: MessageDict = {"role": self.role or "assistant", "content": "".join(self.content) or None}
         if self.refusal:
             message["refusal"] = "".join(self.refusal)
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call["id"] or f"call_{index}",
-                    "type": call["type"] or "function",
-                    "function": {"name": call["name"] or "", "arguments": "".join(call["arguments"])},
-                }
-                for index, call in sorted(self.tool_calls.items())
-            ]
-        if self.function_call is not None:
+        if self.tool_calls and self.done:
+            message["tool_calls"] = self._calls()
+        if self.function_call is not None and self.done:
             message["function_call"] = self.function_call
-        if message["content"] is None and len(message) == 2 and not self.done:
-            message["content"] = ""  # an interrupted reply that said nothing yet is still storable
-        return message
+        return said_nothing_as_empty(message)
 
     def finish(self) -> ReplyRecord:
-        """What to store: complete once a finish_reason arrived, otherwise incomplete."""
+        """What to store: complete once a finish_reason arrived, otherwise incomplete (cut calls in metadata)."""
         metadata = dict(self.metadata)
         if self.extras:
             metadata["response_extra"] = {k: "".join(v) for k, v in self.extras.items()}
+        if not self.done and (self.tool_calls or self.function_call is not None):
+            metadata["unfinished_calls"] = self._calls() + ([self.function_call] if self.function_call else [])
         return ReplyRecord(
             message=self.message(),
             model=self.model,
@@ -334,10 +354,10 @@ def ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line naming an exception, for a message's ``error`` field (never a secret)."""
+def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """One line naming an exception, for a message's ``error`` field (never a secret: ``secrets`` are removed)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = redact(text)  # servers echo a rejected key back
+    text = redact(text, secrets)  # servers echo a rejected key back
     return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 

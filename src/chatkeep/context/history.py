@@ -4,6 +4,12 @@ Counts are computed once per message and stored with it. Prefix sums over
 the counts make finding where a window starts a binary search, and appending
 a message O(1), so building the next turn's context does not grow with the
 conversation.
+
+A branch written by ``ResponsesChat`` or an Agents SDK session holds Responses
+API items; a chat turn sends each as the chat message it stands for (a model
+turn's parallel calls joined into one assistant message), leaves out reasoning
+items (chat has no place for them; they stay stored), and refuses, before
+anything is sent, an item chat cannot carry.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..errors import ChatkeepError
+from ..items import ITEM_KIND, NoChatShape, item_type, response_item_to_chat
 from ..messages import MessageDict
 from ..store.base import StoredMessage
 
@@ -30,7 +38,9 @@ class History:
         # Counts computed here for messages the store has none for, to save in one batch.
         self.unsaved: dict[str, int] = {}
         self.items: list[StoredMessage] = []
-        self.sendable: list[MessageDict] = []
+        # What each stored message is sent as (None: nothing, a reasoning item), and whether it was an item.
+        self.sendable: list[MessageDict | None] = []
+        self.from_item: list[bool] = []
         self.tokens: list[int] = []
         # Prefix sums over the messages a trim may drop (pinned ones add 0).
         self.free_sums: list[int] = [0]
@@ -46,8 +56,8 @@ class History:
         """A history of stored messages, taking each one's stored count under ``key`` when it has one."""
         history = cls(count, key)
         for stored in items:
-            tokens = stored_count(stored, key)
-            if tokens is None and count is not None:
+            tokens = stored_count(stored, key) if stored.kind != ITEM_KIND else None
+            if tokens is None and count is not None and stored.kind != ITEM_KIND:
                 tokens = history.unsaved[stored.id] = count(stored.message)
             history.append(stored, tokens)
         return history
@@ -59,17 +69,19 @@ class History:
     def head_id(self) -> str | None:
         return self.items[-1].id if self.items else None
 
-    def tokens_of(self, message: Mapping[str, Any]) -> int:
-        return self.count(message) if self.count is not None else 0
+    def tokens_of(self, message: Mapping[str, Any] | None) -> int:
+        return self.count(message) if self.count is not None and message is not None else 0
 
     def append(self, stored: StoredMessage, tokens: int | None = None) -> None:
         """Add the next message of the branch (its count is computed when not given)."""
+        sent = chat_view(stored)
         if tokens is None:
-            tokens = self.tokens_of(stored.message)
+            tokens = self.tokens_of(sent)
         index = len(self.items)
         self.items.append(stored)
         self.index[stored.id] = index
-        self.sendable.append(stored.message)
+        self.sendable.append(sent)
+        self.from_item.append(stored.kind == ITEM_KIND)
         self.tokens.append(tokens)
         if stored.role in PINNED_ROLES:
             self.pinned.append(index)
@@ -83,6 +95,7 @@ class History:
         stored = self.items.pop()
         del self.index[stored.id]
         self.sendable.pop()
+        self.from_item.pop()
         tokens = self.tokens.pop()
         self.free_sums.pop()
         if self.pinned and self.pinned[-1] == len(self.items):
@@ -93,6 +106,7 @@ class History:
     def copy(self) -> History:
         twin = History(self.count, self.key)
         twin.items, twin.sendable, twin.tokens = list(self.items), list(self.sendable), list(self.tokens)
+        twin.from_item = list(self.from_item)
         twin.free_sums, twin.pinned, twin.pinned_tokens = list(self.free_sums), list(self.pinned), self.pinned_tokens
         twin.index = dict(self.index)
         return twin
@@ -113,6 +127,59 @@ class History:
 
     def pinned_before(self, start: int) -> list[int]:
         return [i for i in self.pinned if i < start]
+
+    def messages(self, indices: Iterable[int]) -> list[MessageDict]:
+        """What these stored messages are sent as, in order: items as chat messages, a turn's calls joined."""
+        out: list[MessageDict] = []
+        joining = False
+        for i in indices:
+            message = self.sendable[i]
+            if message is None:
+                continue
+            if joining and self.from_item[i] and message.get("tool_calls") and out[-1].get("role") == "assistant":
+                out[-1] = {**out[-1], "tool_calls": [*(out[-1].get("tool_calls") or []), *message["tool_calls"]]}
+                continue
+            out.append(message)
+            joining = self.from_item[i] and message.get("role") == "assistant"
+        return out
+
+    def last_turn(self) -> list[MessageDict]:
+        """The newest messages back to the last model turn, as sent: enough to see its unanswered calls."""
+        start = len(self.items)
+        while start > 0:
+            start -= 1
+            message = self.sendable[start]
+            if message is None or message.get("role") == "tool":
+                continue
+            if message.get("role") != "assistant":
+                break
+            earlier = self.sendable[start - 1] if start > 0 else None
+            if not (self.from_item[start] and start > 0 and self.from_item[start - 1]
+                    and (earlier is None or earlier.get("role") == "assistant")):
+                break
+        return self.messages(range(start, len(self.items)))
+
+
+def chat_view(stored: StoredMessage) -> MessageDict | None:
+    """What a stored message is sent as in a chat turn (``None``: nothing), or ``ChatkeepError`` up front."""
+    if stored.kind != ITEM_KIND:
+        return stored.message
+    item = stored.message
+    kind = item_type(item)
+    if kind == "reasoning" or (stored.status == "incomplete" and kind != "message"):
+        return None  # the model's own notes, or a call cut off mid-stream: kept, never sent
+    try:
+        converted = response_item_to_chat(item, strict=True)
+    except NoChatShape as exc:
+        converted, why = None, f" (it holds {exc})"
+    else:
+        why = ""
+    if converted is None:
+        raise ChatkeepError(
+            f"message {stored.id} is a Responses API {kind or 'item'} item{why}, which a chat completion cannot "
+            "carry; nothing was sent: continue this conversation with ResponsesChat"
+        )
+    return converted
 
 
 def stored_count(stored: StoredMessage, key: str | None) -> int | None:

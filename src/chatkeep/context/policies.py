@@ -100,22 +100,33 @@ class KeepAll:
         tokens = history.total + REPLY_PRIMING + extra
         if budget is not None and tokens > budget:
             raise _too_big(tokens, budget, f"the conversation ({len(history):,} messages)")
-        return Context(list(history.sendable), 0, [], tokens, budget)
+        return Context(history.messages(range(len(history))), 0, [], tokens, budget)
 
 
 def _fit(history: History, room: int, floor: int = 0) -> int:
-    """Where the newest messages that fit ``room`` start, moved past orphaned tool results."""
+    """Where the newest messages that fit ``room`` start, never with a tool result cut from its call.
+
+    A window starting on tool results moves past them; when nothing but tool
+    results would be left, it moves back to their call instead (and the
+    budget check then says whether that fits), because the newest message
+    must be sent and the API refuses a result without its call.
+    """
     start = history.start_for(room, floor=floor)
     items = history.items
-    while start < len(items) - 1 and items[start].role == "tool":
-        start += 1  # a tool result never goes without the call before it
+    forward = start
+    while forward < len(items) and items[forward].role == "tool":
+        forward += 1
+    if forward < len(items) or start >= len(items):
+        return forward
+    while start > floor and items[start].role == "tool":
+        start -= 1  # back to the assistant message that made the calls
     return start
 
 
 def _assemble(history: History, start: int, budget: int, extra: int, prefix: list[MessageDict],
               prefix_tokens: int, summary: StoredMessage | None = None) -> Context:
     pinned = history.pinned_before(start)
-    messages = [history.sendable[i] for i in pinned] + prefix + history.sendable[start:]
+    messages = history.messages(pinned) + prefix + history.messages(range(start, len(history)))
     tokens = (sum(history.tokens[i] for i in history.pinned) + history.free_tokens(start)
               + prefix_tokens + REPLY_PRIMING + extra)
     if tokens > budget:
@@ -136,6 +147,8 @@ class TrimToBudget:
             raise ChatkeepError("TrimToBudget needs a budget: pass context_window= or budget=")
         room = budget - history.pinned_tokens - REPLY_PRIMING - extra
         start = min(_fit(history, room), max(len(history) - 1, 0))
+        while start > 0 and history.items[start].role == "tool":
+            start -= 1  # the newest message is sent even when alone it is too big, and a result with its call
         return _assemble(history, start, budget, extra, [], 0)
 
 
@@ -176,6 +189,8 @@ class Summarize:
             return _assemble(history, covered, budget, extra, prefix, prefix_tokens, summary)
         target = int((budget - history.pinned_tokens - self.max_summary_tokens - REPLY_PRIMING - extra) * self.keep)
         end = min(_fit(history, target, floor=covered), len(history) - 1)
+        while end > covered and history.items[end].role == "tool":
+            end -= 1  # the newest message stays unsummarized with the call it answers
         dropped = [history.items[i] for i in range(covered, end) if history.items[i].role not in ("system", "developer")]
         if not dropped:
             return _assemble(history, covered, budget, extra, prefix, prefix_tokens, summary)
@@ -190,11 +205,14 @@ class Summarize:
         earlier = str(ask.previous.message.get("content")) if ask.previous is not None else ""
         user = (f"Earlier summary:\n{_strip_label(earlier)}\n\nNew messages:\n{transcript}" if earlier
                 else f"Conversation:\n{transcript}")
-        return {
+        request: dict[str, Any] = {
             "model": self.model or model,
             "messages": [{"role": "system", "content": self.prompt}, {"role": "user", "content": user}],
             **self.options,
         }
+        if "max_tokens" not in request:  # the plan counted on this limit: the call must keep to it
+            request.setdefault("max_completion_tokens", self.max_summary_tokens)
+        return request
 
 
 SUMMARY_LABEL = "Summary of the earlier conversation:\n"

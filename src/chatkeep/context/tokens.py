@@ -19,7 +19,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -155,16 +155,56 @@ def part_tokens(part: Mapping[str, Any], count_text: Any) -> int:
     return int(count_text(json.dumps(part, ensure_ascii=False)))
 
 
-class TokenCounter:
-    """Counts tokens of messages and tools in one encoding."""
+def _hf_tokenizer(path: Path) -> tuple[str, Callable[[str], int]]:
+    """A Hugging Face ``tokenizer.json``'s name (by content) and text counter (the ``tokenizers`` library)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise UnknownEncoding(
+            f"{path} is a Hugging Face tokenizer file, which needs the tokenizers library: "
+            "pip install 'chatkeep[tokenizers]'"
+        ) from exc
+    try:
+        data = path.read_bytes()
+        tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, Exception) as exc:  # the library raises plain Exceptions
+        raise UnknownEncoding(f"{path}: cannot be read as a Hugging Face tokenizer.json ({exc})") from exc
+    name = f"hf:{hashlib.sha256(data).hexdigest()[:16]}"  # stored counts follow the file's content
+    return name, lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def __init__(self, encoding: str = "o200k_base") -> None:
-        self.name = encoding
-        self._encoding = get_encoding(encoding)
+
+def encoder(encoding: str) -> tuple[str, Callable[[str], int]]:
+    """The name and text counter for ``encoding``: a tiktoken encoding, or a path to a ``tokenizer.json``."""
+    if encoding in ENCODINGS:
+        tiktoken_encoding = get_encoding(encoding)
+        return encoding, lambda text: len(tiktoken_encoding.encode(text, disallowed_special=()))
+    path = Path(encoding).expanduser()
+    if path.suffix == ".json" or path.is_file():
+        return _hf_tokenizer(path)
+    raise UnknownEncoding(
+        f"unknown encoding {encoding!r}: expected one of {', '.join(ENCODINGS)}, or the path of a model's "
+        "tokenizer.json"
+    )
+
+
+class TokenCounter:
+    """Counts tokens of messages and tools in one encoding.
+
+    ``encoding`` is a tiktoken encoding (``o200k_base``, ``cl100k_base``: exact
+    for OpenAI's models) or the path of a Hugging Face ``tokenizer.json``
+    (the model's own tokenizer; its chat template's few tokens per message are
+    estimated, and calibration against the server's own counts covers them).
+    """
+
+    def __init__(self, encoding: str = "o200k_base", *, counter: Callable[[str], int] | None = None) -> None:
+        if counter is not None:
+            self.name, self._count = encoding, counter
+        else:
+            self.name, self._count = encoder(encoding)
 
     def text(self, text: str) -> int:
         """Tokens of plain text (special-token look-alikes count as text)."""
-        return len(self._encoding.encode(text, disallowed_special=()))
+        return self._count(text)
 
     def _value(self, value: Any) -> int:
         if value is None:

@@ -1,12 +1,22 @@
-"""Context windows of OpenAI model families, in tokens; extend or override ``CONTEXT_WINDOWS``."""
+"""Context windows in tokens: OpenAI's model families, common open models, and what a server says.
+
+Extend or override ``CONTEXT_WINDOWS``. An open model served by llama.cpp,
+Ollama or vLLM often runs with a smaller window than the model allows, so
+when the model is not OpenAI's, chatkeep asks the server first (llama.cpp's
+``/props``, vLLM's ``max_model_len`` in ``/v1/models``) and the table is the
+fallback.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ChatkeepError
 
-__all__ = ["CONTEXT_WINDOWS", "DEFAULT_REPLY_RESERVE", "UnknownContextWindow", "context_window"]
+__all__ = ["CONTEXT_WINDOWS", "DEFAULT_REPLY_RESERVE", "OPEN_MODEL_WINDOWS", "UnknownContextWindow", "context_window",
+           "server_window"]
 
 #: Model name prefix -> context window; the longest matching prefix wins.
 CONTEXT_WINDOWS: dict[str, int] = {
@@ -31,6 +41,20 @@ CONTEXT_WINDOWS: dict[str, int] = {
     "codex-mini": 200_000,
 }
 
+#: Open models by name (lower case, "meta-" and an organisation prefix dropped): what they allow.
+OPEN_MODEL_WINDOWS: dict[str, int] = {
+    "llama-2": 4_096, "llama2": 4_096,
+    "llama-3": 8_192, "llama3": 8_192,
+    "llama-3.1": 131_072, "llama3.1": 131_072, "llama-3.2": 131_072, "llama3.2": 131_072,
+    "llama-3.3": 131_072, "llama3.3": 131_072, "llama-4": 131_072,
+    "mistral-7b-instruct-v0.1": 8_192, "mistral-7b-instruct-v0.2": 32_768, "mistral-7b-instruct-v0.3": 32_768,
+    "mistral-nemo": 131_072, "mistral-small": 32_768, "mixtral-8x7b": 32_768, "mixtral-8x22b": 65_536,
+    "qwen2": 32_768, "qwen2.5": 32_768, "qwen3": 40_960,
+    "gemma-2": 8_192, "gemma2": 8_192, "gemma-3": 131_072, "gemma3": 131_072,
+    "phi-3-mini-4k": 4_096, "phi-3-mini-128k": 131_072, "phi-3.5": 131_072, "phi-4": 16_384, "phi3": 4_096,
+    "deepseek-r1": 131_072, "deepseek-v3": 131_072, "command-r": 131_072,
+}
+
 #: Tokens kept free for the reply when the request does not say (max_completion_tokens).
 DEFAULT_REPLY_RESERVE = 4_096
 
@@ -43,14 +67,54 @@ class UnknownContextWindow(ChatkeepError, KeyError):
 
 
 def context_window(model: str, overrides: Mapping[str, int] | None = None) -> int:
-    """The context window of ``model``, from ``overrides`` first, then ``CONTEXT_WINDOWS``."""
+    """The context window of ``model``, from ``overrides`` first, then ``CONTEXT_WINDOWS``, then open models."""
     name = model.split(":", 2)[1] if model.startswith("ft:") else model
     name = name.rsplit("/", 1)[-1]
     table = {**CONTEXT_WINDOWS, **(overrides or {})}
     matches = [prefix for prefix in table if name.startswith(prefix)]
+    if not matches:
+        name = name.lower().replace("_", "-").removeprefix("meta-")
+        table = OPEN_MODEL_WINDOWS
+        matches = [prefix for prefix in table if name.startswith(prefix)]
     if not matches:
         raise UnknownContextWindow(
             f"the context window of model {model!r} is not known: pass context_window=<tokens> "
             "(or add it to chatkeep.context.CONTEXT_WINDOWS)"
         )
     return table[max(matches, key=len)]
+
+
+def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's own server
+        return json.loads(response.read())
+
+
+def server_window(base_url: str, model: str, api_key: str | None = None, *, timeout: float = 5.0) -> int | None:
+    """The context window a server says it runs ``model`` with, or None when it does not say.
+
+    vLLM lists ``max_model_len`` (some routers ``context_length``) for each model
+    in ``/v1/models``; llama.cpp's ``/props`` gives the ``n_ctx`` it was started
+    with. A server that answers neither (OpenAI's, say) costs one short request.
+    """
+    base = base_url.rstrip("/")
+    try:
+        listed = _get_json(f"{base}/models", api_key, timeout)
+        for entry in listed.get("data", []) if isinstance(listed, dict) else []:
+            if isinstance(entry, dict) and entry.get("id") == model:
+                for key in ("max_model_len", "context_length", "context_window"):
+                    if isinstance(entry.get(key), int) and entry[key] > 0:
+                        return int(entry[key])
+    except (OSError, ValueError):
+        pass
+    root = base[: -len("/v1")] if base.endswith("/v1") else base
+    try:
+        props = _get_json(f"{root}/props", api_key, timeout)
+        settings = props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        n_ctx = n_ctx if isinstance(n_ctx, int) else props.get("n_ctx") if isinstance(props, dict) else None
+        return int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
+    except (OSError, ValueError):
+        return None

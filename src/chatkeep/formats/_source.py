@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -107,9 +108,16 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
 
 
+#: Times outside these are not when a chat happened (a zero, a year 68): the import's own time stands in.
+_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc).timestamp()
+_FUTURE_SLACK = 86_400.0
+
+
 def epoch(value: Any) -> datetime | None:
     """A Unix time in seconds as an aware UTC datetime; ``None`` when absent or absurd."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if not _EARLIEST <= value <= time.time() + _FUTURE_SLACK:
         return None
     try:
         return datetime.fromtimestamp(value, tz=timezone.utc)

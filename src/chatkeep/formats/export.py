@@ -7,9 +7,13 @@ conversations a page at a time, so memory holds one conversation, not all.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import re
+import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -118,14 +122,70 @@ def _write_html(out: TextIO, items: Iterator[Exported], single: bool) -> int:
     return count
 
 
-def _to_file(target: Path, write: Callable[[TextIO], int]) -> int:
-    """Write a new file beside the target and rename it over it: a failure leaves the old file whole."""
+def _temporary_prefix(name: str) -> str:
+    """How a temporary export file for ``name`` starts: it names the process, so a later export can tell it is stale."""
+    return f".{name}.chatkeep-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
     try:
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process (EPERM), or not a pid at all: leave its file be
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, name: str) -> None:
+    """Remove temporary files that exports to ``name`` left when killed before their rename.
+
+    Only files named by :func:`_temporary_prefix` whose process is gone are
+    removed: one of a running export (this process's too) is still being written.
+    """
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there, not ask about it
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.chatkeep-(\d{{1,10}})-\w+\.tmp")
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return  # mkstemp below reports an unusable folder
+    for entry in entries:
+        found = pattern.fullmatch(entry)
+        if found and int(found[1]) != os.getpid() and not _alive(int(found[1])):
+            with contextlib.suppress(OSError):  # another export removed it first, or it is not ours to remove
+                os.unlink(folder / entry)
+
+
+def _to_file(given: Path, write: Callable[[TextIO], int]) -> int:
+    """Write a new file beside the target and rename it over it: a failure leaves the old file whole.
+
+    The file replaced is the one the user sees: a symlink's target (the link
+    stays a link), keeping an existing file's mode; a new file is owner-only.
+    """
+    target = Path(os.path.realpath(given))
+    if target.is_symlink():  # realpath stops inside a loop of links
+        raise FormatError("cannot write: the symlink never reaches a file (a loop)", file=str(given))
+    try:
+        existing = target.stat()
+    except FileNotFoundError:
+        mode = 0o600
     except OSError as exc:
-        raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(target)) from exc
+        raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(given)) from exc
+    else:
+        # The rename would put a file in place of a device or pipe (/dev/null, say) instead of writing to it.
+        if not stat.S_ISREG(existing.st_mode):
+            raise FormatError("cannot write: not a regular file (leave out the path to write to stdout)",
+                              file=str(given))
+        mode = stat.S_IMODE(existing.st_mode)
+    _remove_stale(target.parent, target.name)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=_temporary_prefix(target.name), suffix=".tmp")
+    except OSError as exc:
+        raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(given)) from exc
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            os.fchmod(out.fileno(), mode)
             count = write(out)
             out.flush()
             os.fsync(out.fileno())
@@ -133,7 +193,7 @@ def _to_file(target: Path, write: Callable[[TextIO], int]) -> int:
     except BaseException as exc:
         os.unlink(temporary)
         if isinstance(exc, OSError):
-            raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(target)) from exc
+            raise FormatError(f"cannot write: {exc.strerror or exc}", file=str(given)) from exc
         raise
     return count
 

@@ -48,6 +48,16 @@ def resolve_target(target: str | os.PathLike[str] | None = None) -> str:
     return from_env or str(default_database_path())
 
 
+def _sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:`` URL, spelled as SQLAlchemy does: three slashes, then the path."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url[len("sqlite:///"):]  # sqlite:///relative.db, sqlite:////absolute.db
+    raise StoreError(
+        f"{url!r} names no SQLite file: write sqlite:///relative.db or sqlite:////absolute/path.db "
+        "(or just the path); for a throwaway store that vanishes at exit, pass ':memory:'"
+    )
+
+
 def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> AnyStore:
     """Open a store: a SQLite file by default, the tutorial's JSON file for ``*.json``.
 
@@ -63,9 +73,8 @@ def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> 
         from .postgres import PostgresStore  # imports psycopg only when it is used
 
         return PostgresStore(where, **options)
-    if where.startswith("sqlite://"):
-        # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute.db.
-        where = where[len("sqlite:///"):] or ":memory:"
+    if where.startswith("sqlite:"):
+        where = _sqlite_path(where)
     if "://" in where:
         scheme = where.split("://", 1)[0]
         raise StoreError(

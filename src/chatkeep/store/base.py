@@ -52,8 +52,13 @@ def utcnow() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with microseconds: sorts as text, reads well in any SQL shell."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds: sorts as text, reads well in any SQL shell.
+
+    The year is always four digits (``strftime("%Y")`` writes year 68 as ``68``,
+    which no ISO parser reads back).
+    """
+    utc = moment.astimezone(timezone.utc)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
-from ..messages import MessageDict, validate_message
+from ..messages import MessageDict, check_json_value, validate_message
 from .base import MessageKind, MessageStatus, check_status, new_id, role_and_text, storable_text
 
-__all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "NewMessage", "plan_import"]
+__all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "NewMessage", "checked_first",
+           "plan_import"]
 
 
 @dataclass
@@ -47,6 +51,8 @@ class ImportConversation:
     updated_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     head_key: str | None = None
+    #: Set by ``checked_first``: every message body is already validated.
+    checked: bool = False
 
 
 @dataclass
@@ -122,10 +128,13 @@ def plan_import(item: ImportConversation, conversation_id: str, known: dict[str,
             if parent is None:
                 raise StoreError(f"{where}, message {imported.key or number}: parent {imported.parent_key!r} not found")
         check_status(imported.status)
-        if imported.kind in ("chat", "summary"):
+        if item.checked:
+            body = imported.message
+        elif imported.kind in ("chat", "summary"):
             body = validate_message(imported.message, field=f"{where}, message {imported.key or number}")
         else:
             body = dict(imported.message)
+            check_json_value(body, f"{where}, item {imported.key or number}")
         role, text = role_and_text(body, imported.kind)
         message = NewMessage(new_id(), parent, body, role, storable_text(text), imported)
         if imported.key is not None:
@@ -135,3 +144,30 @@ def plan_import(item: ImportConversation, conversation_id: str, known: dict[str,
     if head is None and new:
         head = new[-1].id
     return ImportPlan(new, skipped, head)
+
+
+def checked_first(conversations: Iterable[ImportConversation]) -> Iterator[ImportConversation]:
+    """Read and check every conversation before any is written, then hand them out again.
+
+    An import parses and validates its whole file first, keeping what it read
+    in a private temporary spool file (one conversation in memory at a time),
+    so a bad record fails it before the store is touched, and other writers
+    wait only for the inserts, not for the parsing.
+    """
+    with tempfile.TemporaryFile(prefix="chatkeep-import-") as spool:
+        for item in conversations:
+            for number, imported in enumerate(item.messages):
+                where = f"conversation {item.key or item.id or '?'!r}, message {imported.key or number}"
+                check_status(imported.status)
+                if imported.kind in ("chat", "summary"):
+                    imported.message = validate_message(imported.message, field=where)
+                else:
+                    check_json_value(imported.message, where)
+            item.checked = True
+            pickle.dump(item, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(spool)  # noqa: S301 - our own spool, written just above
+            except EOFError:
+                return

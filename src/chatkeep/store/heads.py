@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..messages import MessageDict, validate_message
+from ..messages import MessageDict, check_json_value, validate_message
 from .base import (
     ANY,
     HEAD,
@@ -52,7 +52,11 @@ def prepare(drafts: Sequence[Draft]) -> list[NewRow]:
     rows = []
     for draft in drafts:
         check_status(draft.status)
-        body = validate_message(draft.message) if draft.kind in ("chat", "summary") else dict(draft.message)
+        if draft.kind in ("chat", "summary"):
+            body = validate_message(draft.message)
+        else:
+            body = dict(draft.message)
+            check_json_value(body, "item")
         role, text = role_and_text(body, draft.kind)
         rows.append(NewRow(new_id(), body, role, storable_text(text), draft))
     return rows

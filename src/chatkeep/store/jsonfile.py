@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -87,7 +88,7 @@ class JSONFileStore(ConversationAccess):
         self.file = Path(path)
         self.url = str(self.file)
         self.conversation_id = self.file.stem
-        self.lock_file = self.file.with_name(f".{self.file.name}.lock")
+
         self.write_timeout, self.turn_timeout = write_timeout, turn_timeout
         # A leased view: its lease already holds the lock for it.
         self._held = _held
@@ -130,18 +131,32 @@ class JSONFileStore(ConversationAccess):
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    @property
+    def target(self) -> Path:
+        """The file written: the JSON file itself, or where its symlink points (the link stays a link)."""
+        return Path(os.path.realpath(self.file))
+
+    @property
+    def lock_file(self) -> Path:
+        """The one file chatkeep keeps beside the JSON: the writers' lock (beside the target of a symlink)."""
+        target = self.target
+        return target.with_name(f".{target.name}.lock")
+
     def _acquire(self, timeout: float, refusal: StoreError) -> Any:
         """Take the file's lock, waiting ``timeout`` seconds at most, else raise ``refusal``."""
         from filelock import FileLock, Timeout
 
-        ensure_private_dir(self.file.parent.resolve())
-        # A new lock object (and file descriptor) per holder: flock then keeps out
-        # other threads of this process as surely as other processes.
-        lock = FileLock(self.lock_file, timeout=timeout, mode=0o600, thread_local=False, poll_interval=0.002)
         try:
+            ensure_private_dir(self.target.parent)
+            # A new lock object (and file descriptor) per holder: flock then keeps out
+            # other threads of this process as surely as other processes.
+            lock = FileLock(self.lock_file, timeout=timeout, mode=0o600, thread_local=False, poll_interval=0.002)
             lock.acquire()
         except Timeout as exc:
             raise refusal from exc
+        except OSError as exc:
+            raise StoreError(f"{self.file}: cannot take the lock beside it ({exc.strerror}); nothing was changed"
+                             ) from exc
         return lock
 
     @contextmanager
@@ -171,6 +186,8 @@ class JSONFileStore(ConversationAccess):
             raise FormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(self.file)) from exc
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise StoreError(f"{self.file}: cannot be read ({exc.strerror})") from exc
         messages = _parse(text, str(self.file))
         self._cache = (signature, messages)
         return messages
@@ -179,23 +196,43 @@ class JSONFileStore(ConversationAccess):
         """Read and validate the whole file: new dicts, which the caller may change freely."""
         return copy.deepcopy(self._messages())
 
+    def _check_writable(self) -> None:
+        """Refuse, before anything changes, to replace a file its mode keeps from being written."""
+        try:
+            mode = self.target.stat().st_mode
+        except FileNotFoundError:
+            return
+        if not mode & stat.S_IWUSR:
+            raise StoreError(f"{self.file} is read-only (mode {stat.S_IMODE(mode):04o}), so nothing was changed; "
+                             "make it writable (chmod u+w) to add to it")
+
     def _write(self, messages: list[MessageDict]) -> None:
-        """Replace the file atomically with ``messages`` as the tutorial writes them (under the lock)."""
-        ensure_private_dir(self.file.parent.resolve())
-        existing = self._signature()
-        mode = self.file.stat().st_mode & 0o777 if existing is not None else 0o600
-        fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=f".{self.file.name}.", suffix=".tmp")
+        """Replace the file atomically with ``messages`` as the tutorial writes them (under the lock).
+
+        The new file keeps the old one's mode; through a symlink, the link's
+        target is replaced, so the link still points at the conversation.
+        """
+        target = self.target
+        self._check_writable()
+        try:
+            ensure_private_dir(target.parent)
+            mode = target.stat().st_mode & 0o777 if target.exists() else 0o600
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise StoreError(f"{self.file}: cannot write here ({exc.strerror}); nothing was changed") from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(messages, f, indent=2)
                 f.flush()
                 os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
+            os.replace(tmp, target)
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreError(f"{self.file}: could not be written ({exc.strerror}); it was left as it was") from exc
             raise
-        _fsync_dir(self.file.parent)
+        _fsync_dir(target.parent)
         signature = self._signature()
         self._cache = (signature, messages) if signature is not None else None
 

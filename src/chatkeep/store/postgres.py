@@ -21,6 +21,7 @@ Why it works this way:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -42,7 +43,7 @@ from .base import (
     check_status,
     dumps,
 )
-from .bulk import ImportConversation, ImportSummary
+from .bulk import ImportConversation, ImportSummary, checked_first
 from .conversation import ConversationAccess
 from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
 from .postgres_bulk import import_into, searchable_text
@@ -601,7 +602,10 @@ class PostgresStore(ConversationAccess):
         Conversations and messages with source keys seen before are skipped, so
         importing the same file twice adds nothing.
         """
-        return self._write(lambda conn: import_into(conn, conversations, progress), replayable=False)
+        checked = checked_first(conversations)
+        first = next(checked, None)  # parse and check it all before the transaction starts
+        items = [] if first is None else itertools.chain([first], checked)
+        return self._write(lambda conn: import_into(conn, items, progress), replayable=False)
 
     def search(
         self,
@@ -618,8 +622,12 @@ class PostgresStore(ConversationAccess):
     ) -> list[SearchHit]:
         """Messages matching ``query``, best first; any text is a valid query.
 
-        Words match as on SQLite (case and accents aside: ``cafe`` finds ``Café``);
-        the first 100,000 characters of each message's words are indexed.
+        Words match as on SQLite (:mod:`chatkeep.store.search`: ``cafe`` finds
+        ``Café``, ``☕`` and ``東京`` are found); when more than ``MAX_RANKED``
+        (10,000) messages match, the best are the best of the latest. A
+        message's words are indexed while its tsvector has room (1 MB: about
+        100,000 different words), and phrases are matched among its first
+        16,383 words.
         """
         return self._read(lambda conn: search_in(
             conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc),
@@ -628,15 +636,32 @@ class PostgresStore(ConversationAccess):
         ))
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
-        """Replies and prompt/completion tokens by model, over one conversation or the store."""
-        where = "role = 'assistant' AND kind = 'chat'" + (" AND conversation_id = %s" if conversation_id else "")
+        """Replies and prompt/completion tokens by model, over one conversation or the store.
+
+        A reply is an assistant chat message, or the Responses API output item
+        that carries its response's usage (input/output tokens count as
+        prompt/completion tokens). A token field counts where it is a JSON
+        number, as on SQLite.
+        """
+        def tokens(field: str, alias: str) -> str:
+            return (f"CASE WHEN json_typeof(u.usage -> '{field}') = 'number' THEN (u.usage ->> '{field}')::numeric"
+                    f" WHEN json_typeof(u.usage -> '{alias}') = 'number' THEN (u.usage ->> '{alias}')::numeric END")
+
+        where = "m.role = 'assistant' AND (m.kind = 'chat' OR (m.kind = 'response_item' AND m.usage IS NOT NULL))"
+        where += " AND m.conversation_id = %s" if conversation_id else ""
+        # PostgreSQL's JSON functions refuse the escapes \u0000 and lone surrogates (a reply's
+        # usage may hold them in a string): each becomes an escaped space, which keeps the JSON
+        # valid (an escaped backslash before "u0000" stays one) and leaves every number alone.
+        usage = ("(CASE WHEN strpos(m.usage, '\\u') > 0 THEN regexp_replace(m.usage,"
+                 " '\\\\u(0000|[dD][89abAB][0-9a-fA-F]{2})', '\\\\u0020', 'g') ELSE m.usage END)::json")
         rows = self._all(
-            "SELECT coalesce(model, 'unknown'), count(*), coalesce(sum(" + _TOKENS.format(field="prompt_tokens")
-            + "), 0), coalesce(sum(" + _TOKENS.format(field="completion_tokens") + f"), 0) FROM messages"
-            f" WHERE {where} GROUP BY 1 ORDER BY 1",
+            f"SELECT coalesce(m.model, 'unknown') COLLATE \"C\" AS name, count(*),"
+            f" sum({tokens('prompt_tokens', 'input_tokens')}), sum({tokens('completion_tokens', 'output_tokens')})"
+            f" FROM messages m, LATERAL (SELECT {usage} AS usage) u WHERE {where} GROUP BY name ORDER BY name",
             (conversation_id,) if conversation_id else (),
         )
-        return {r[0]: {"replies": r[1], "prompt_tokens": int(r[2]), "completion_tokens": int(r[3])} for r in rows}
+        return {r[0]: {"replies": r[1], "prompt_tokens": int(r[2] or 0), "completion_tokens": int(r[3] or 0)}
+                for r in rows}
 
     def set_head(self, conversation_id: str, message_id: str | None, *, expect_head: str | None = ANY) -> None:
         def move(conn: Connection[Any]) -> None:
@@ -671,14 +696,6 @@ class PostgresStore(ConversationAccess):
 
         return self._read(count)
 
-
-# A usage field as a number, when the stored JSON has one there. Rows whose JSON has
-# escapes (\u0000, lone surrogates) are left out of the sums: PostgreSQL's JSON
-# functions refuse those escapes, and usage from an API never has them.
-_TOKENS = (
-    "CASE WHEN strpos(usage, '\\u') > 0 THEN NULL"
-    " WHEN json_typeof(usage::json -> '{field}') = 'number' THEN (usage::json ->> '{field}')::numeric END"
-)
 
 # What the foreign keys cannot promise: each query finds the rows that break one rule.
 _INTEGRITY_CHECKS: list[tuple[str, Callable[..., str]]] = [

@@ -39,6 +39,7 @@ T = TypeVar("T")
 _WRITE_ATTEMPTS = 3
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@?#]*):[^@/?#]*@")
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&;\s]password=)[^&;\s]*")
 
 # The pool logs a warning for each dead connection it replaces, which chatkeep
 # handles; without this, an application that configured no logging would see
@@ -68,6 +69,7 @@ def require_psycopg() -> None:
 def hide_password(text: str, password: str | None = None) -> str:
     """``text`` with any password in a URL (and ``password`` itself) replaced by ``***``."""
     text = _PASSWORD_IN_URL.sub(r"\1:***@", text)
+    text = _PASSWORD_PARAMETER.sub(r"\1***", text)
     if password:
         text = text.replace(password, "***")
     return text

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigrationError
+from .postgres_search import tsvector_text
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -121,10 +122,34 @@ def m003_import_heads(conn: Connection[Any]) -> None:
     )
 
 
+def m004_search_words(conn: Connection[Any]) -> None:
+    """Index every message again with the words chatkeep now finds: emoji and symbols, CJK a character at a time.
+
+    The words are found in Python (:func:`.postgres_search.tsvector_text`), a
+    thousand messages at a time, and written back through a temporary table,
+    only where they changed: a message of plain words, without symbols, keeps
+    its row and its place in the GIN index. ``messages_seq`` lets a search for
+    a word in nearly every message read the latest matches first and stop.
+    """
+    _run(conn, "CREATE TEMPORARY TABLE search_rebuild (id text NOT NULL, search tsvector NOT NULL) ON COMMIT DROP")
+    with conn.cursor(name="chatkeep_search_rebuild") as messages:
+        messages.execute("SELECT id, text FROM messages")
+        while batch := messages.fetchmany(1_000):
+            with conn.cursor().copy("COPY search_rebuild (id, search) FROM STDIN") as copy:
+                for message_id, text in batch:
+                    copy.write_row((message_id, tsvector_text(text)))
+    _run(conn, """
+        ANALYZE search_rebuild;
+        UPDATE messages m SET search = r.search FROM search_rebuild r WHERE r.id = m.id AND r.search <> m.search;
+        CREATE INDEX messages_seq ON messages (seq)
+    """)
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
     m003_import_heads,
+    m004_search_words,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,92 +1,73 @@
-"""Full-text search on PostgreSQL that matches as SQLite's FTS5 does, whatever the database's locale.
+"""Full-text search on PostgreSQL that finds what SQLite finds, whatever the database's locale.
 
-chatkeep finds the words itself, in messages and in queries alike: runs of
-letters and digits, lower-cased, without diacritics, as :func:`.search.parse_query`
-and FTS5's ``unicode61`` tokenizer read them. It hands PostgreSQL finished
-tsvector and tsquery values, which it stores, indexes (GIN) and compares, and
-never parses. Left to parse, PostgreSQL would keep ``foo@bar.com`` or
-``src/app.py`` as one token (so ``bar`` would not find it), fold case and
-accents by the database's locale, and read user text as query syntax.
+chatkeep finds the words itself, in messages and in queries alike
+(:func:`.search.search_words`: letters and digits folded, symbols and emoji,
+CJK a character at a time), the same words SQLite's index holds. It hands
+PostgreSQL finished tsvector and tsquery values, which it stores, indexes
+(GIN) and compares, and never parses. Left to parse, PostgreSQL would keep
+``foo@bar.com`` or ``src/app.py`` as one token (so ``bar`` would not find
+it), fold case and accents by the database's locale, drop emoji, read a
+Chinese sentence as one word, and read user text as query syntax.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .base import StoredMessage
-from .search import MARK_CLOSE, MARK_OPEN, SearchHit, SearchTerms, parse_query
+from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, search_words, snippet
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["SEARCH_PREFIX_CHARS", "search_in", "search_words", "tsquery_text", "tsvector_text"]
+__all__ = ["TSVECTOR_BYTES", "search_in", "search_words", "tsquery_text", "tsvector_text"]
 
-#: How much of each message is indexed, in characters of its words. A tsvector
-#: holds at most 1 MB (a longer one would make the append fail), and word
-#: positions stop at 16,383 anyway; this many characters stay under the limit
-#: whatever they are.
-SEARCH_PREFIX_CHARS = 100_000
+#: How much of a tsvector a message's words may fill: PostgreSQL refuses one over
+#: 1 MB (the append would fail), so the words that would not fit are left out.
+TSVECTOR_BYTES = 1_000_000
 
-# PostgreSQL's limits: a lexeme's length, its positions, and the last position.
-_MAX_WORD_BYTES, _MAX_POSITIONS, _LAST_POSITION = 2047, 256, 16383
-
-_WORD = re.compile(r"[^\W_]+")
-# A headline of about as many words as SQLite's snippet() gives.
-_HEADLINE_OPTIONS = f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords=16, MinWords=6, ShortWord=0"
-
-
-def search_words(text: str) -> list[str]:
-    """The words search sees in ``text``: letters and digits, lower case, without diacritics."""
-    if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return _WORD.findall(text.lower())
-
-
-def _indexable(word: str) -> bool:
-    return len(word.encode("utf-8")) <= _MAX_WORD_BYTES
+# PostgreSQL's limits: a word's positions, and the last position (later words all stand there).
+_MAX_POSITIONS, _LAST_POSITION = 256, 16383
 
 
 def tsvector_text(text: str) -> str:
-    """The tsvector, as text, of a message's words (its first :data:`SEARCH_PREFIX_CHARS`)."""
+    """The tsvector, as text, of a message's words: every word while they fit in :data:`TSVECTOR_BYTES`.
+
+    Past the 16,383rd word every word stands at that last position, so a single
+    word is still found anywhere in a long message, as on SQLite, but a phrase
+    only among the first 16,383 words.
+    """
     positions: dict[str, list[int]] = {}
-    length = 0
+    size = 0
     for position, word in enumerate(search_words(text), start=1):
-        length += len(word) + 1
-        if length > SEARCH_PREFIX_CHARS:
-            break
-        if not _indexable(word):  # PostgreSQL's own parser skips these too
-            continue
-        spots = positions.setdefault(word, [])
         position = min(position, _LAST_POSITION)
-        if len(spots) < _MAX_POSITIONS and (not spots or spots[-1] != position):
+        spots = positions.get(word)
+        if spots is None:
+            cost = len(word.encode("utf-8")) + 9  # the word, its entry, alignment, its count and a position
+            if size + cost > TSVECTOR_BYTES:
+                continue
+            size += cost
+            positions[word] = [position]
+        elif len(spots) < _MAX_POSITIONS and spots[-1] != position:
+            size += 2
             spots.append(position)
-    # Words are letters and digits only, so quoting them needs no escapes.
+    # A word holds no quote or backslash (those are punctuation), so quoting it needs no escapes.
     return " ".join(f"'{word}':{','.join(map(str, spots))}" for word, spots in positions.items())
 
 
-def _phrase(term: str, *, prefix: bool = False) -> str | None:
-    """A term's words in a row (the last one as a prefix); None when no message can contain it."""
-    words = search_words(term)
-    if not words or not all(map(_indexable, words)):
-        return None
-    quoted = [f"'{word}'" for word in words]
-    if prefix:
+def _phrase(phrase: Phrase) -> str:
+    """A phrase's words in a row (the last one as a prefix when it is one)."""
+    quoted = [f"'{word}'" for word in phrase.words]
+    if phrase.prefix:
         quoted[-1] += ":*"
     return "(" + " <-> ".join(quoted) + ")"
 
 
-def tsquery_text(terms: SearchTerms) -> str | None:
-    """The tsquery, as text, for parsed terms; None when nothing can match."""
-    positive = [_phrase(term) for term in terms.required]
-    positive += [_phrase(term, prefix=True) for term in terms.prefixes]
-    if not positive or None in positive:
-        return None  # every required word must be findable (an empty term was dropped by parse_query)
-    negative = [f"!{phrase}" for phrase in map(_phrase, terms.excluded) if phrase is not None]
-    return " & ".join([p for p in positive if p is not None] + negative)
+def tsquery_text(query: Query) -> str:
+    """The tsquery, as text, for a read query."""
+    return " & ".join([_phrase(p) for p in query.include] + [f"!{_phrase(p)}" for p in query.exclude])
 
 
 def search_in(
@@ -104,15 +85,19 @@ def search_in(
     limit: int = 20,
     offset: int = 0,
 ) -> list[SearchHit]:
-    """Ranked full-text matches with highlighted headlines; never a query syntax error.
+    """Ranked full-text matches with snippets, the latest MAX_RANKED at most; never a syntax error.
 
     ``rank`` is the negated ``ts_rank``, so that lower is better, as with SQLite's bm25.
+    Snippets are cut from the start of each hit's text by :func:`.search.snippet`,
+    as on SQLite (ts_headline reads the whole text: a second for 10 MB).
     """
-    tsquery = tsquery_text(parse_query(query))
-    if tsquery is None:
+    from psycopg import sql
+
+    parsed = read_query(query)
+    if parsed is None:
         return []
-    params: dict[str, Any] = {"query": tsquery}
-    where = ["m.search @@ q.query", "m.kind <> 'summary'"]
+    params: dict[str, Any] = {}
+    where = ["m.search @@ {query}", "m.kind <> 'summary'"]
     for name, clause, value in (
         ("conversation_id", "m.conversation_id = %(conversation_id)s", conversation_id),
         ("role", "m.role = %(role)s", role),
@@ -124,20 +109,24 @@ def search_in(
         if value is not None:
             where.append(clause)
             params[name] = value
-    # Rank and cut first, then build headlines (the costly part) for that page only.
-    sql = f"""
-        WITH q AS MATERIALIZED (SELECT %(query)s::tsquery AS query),
-        hits AS (
-            SELECT m.id, ts_rank(m.search, q.query) AS score, m.seq
-            FROM q, messages m JOIN conversations c ON c.id = m.conversation_id
+    # The query is a literal, not a parameter, so the planner sees which words it holds: for
+    # a word in nearly every message it walks messages_seq backwards and stops at MAX_RANKED
+    # matches; for a rarer one it asks the GIN index (a prepared, generic plan could not tell).
+    # The latest MAX_RANKED matches are ranked, then only the page's rows are read whole.
+    owners = "JOIN conversations c ON c.id = m.conversation_id" if owner is not None else ""
+    template = f"""
+        WITH candidates AS MATERIALIZED (
+            SELECT m.id, m.seq, ts_rank(m.search, {{query}}) AS score FROM messages m {owners}
             WHERE {' AND '.join(where)}
-            ORDER BY score DESC, m.seq DESC
-            LIMIT %(limit)s OFFSET %(offset)s
+            ORDER BY m.seq DESC LIMIT %(ranked)s
+        ), hits AS (
+            SELECT id, seq, score FROM candidates ORDER BY score DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s
         )
-        SELECT {columns}, c.title, ts_headline('simple', m.text, q.query, %(headline)s), hits.score
-        FROM q, hits JOIN messages m ON m.id = hits.id JOIN conversations c ON c.id = m.conversation_id
+        SELECT {columns}, c.title, left(m.text, %(scan)s), hits.score
+        FROM hits JOIN messages m ON m.id = hits.id JOIN conversations c ON c.id = m.conversation_id
         ORDER BY hits.score DESC, hits.seq DESC
     """
-    params.update(limit=limit, offset=offset, headline=_HEADLINE_OPTIONS)
-    rows = conn.execute(sql, params).fetchall()
-    return [SearchHit(to_message(row[:-3]), row[-3], row[-2], -float(row[-1])) for row in rows]
+    statement = sql.SQL(template).format(query=sql.SQL("{}::tsquery").format(sql.Literal(tsquery_text(parsed))))
+    params.update(ranked=MAX_RANKED, limit=limit, offset=offset, scan=SNIPPET_SCAN_CHARS + 1)
+    rows = conn.execute(statement, params).fetchall()
+    return [SearchHit(to_message(row[:-3]), row[-3], snippet(row[-2], parsed), -float(row[-1])) for row in rows]

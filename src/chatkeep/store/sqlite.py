@@ -14,9 +14,9 @@ Why these settings:
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -41,7 +41,7 @@ from .base import (
     parse_time,
     utcnow,
 )
-from .bulk import ImportConversation, ImportSummary
+from .bulk import ImportConversation, ImportSummary, checked_first
 from .conversation import ConversationAccess
 from .files import touch_private_file
 from .heads import (
@@ -66,7 +66,8 @@ from .rows import (
 )
 from .search import SearchHit
 from .sqlite_bulk import import_into, search_in
-from .sqlite_schema import migrate
+from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
+from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
 
 __all__ = ["SQLiteStore"]
 
@@ -100,28 +101,59 @@ class SQLiteStore(ConversationAccess):
         *,
         durability: Durability = "normal",
         busy_timeout: float = 60.0,
+        read_only: bool | None = None,
     ) -> None:
         if durability not in ("normal", "full"):
             raise StoreError(f"durability: expected 'normal' or 'full', got {durability!r}")
         self.file = str(path)
         self.url = f"sqlite:///{self.file}"
         self.durability = durability
-        self._lock = threading.RLock()
+        self.busy_timeout = busy_timeout
+        self._lock = ErrorGuard(self.file, busy_timeout)
+        #: Why the store was opened read-only (``None``: it can be written).
+        self.read_only: str | None = None
         if self.file != ":memory:":
-            touch_private_file(Path(self.file))
+            reason = cannot_write(Path(self.file))
+            self.read_only = "it was opened read-only" if read_only else reason if read_only is None else None
+            self._create_if_missing()
+        db = None
         try:
-            self._db = sqlite3.connect(
-                self.file, isolation_level=None, check_same_thread=False, timeout=busy_timeout
-            )
+            db = connect(self.file, read_only=self.read_only is not None, busy_timeout=busy_timeout)
+            refuse_foreign(db, self.file)  # before anything below writes to the file
+            self._db = db
             self._configure(busy_timeout)
-            migrate(self._db, source=self.file)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.file}: cannot open as a chatkeep database: {exc}") from exc
+            if self.read_only is None:
+                migrate(db, source=self.file)
+            elif schema_version(db) != SCHEMA_VERSION:
+                raise StoreError(f"{self.file}: the database needs upgrading to this chatkeep's schema, "
+                                 f"but it is read-only ({self.read_only}); open it once with write access")
+        except BaseException as exc:
+            if db is not None:
+                db.close()  # a failed open keeps no file descriptor
+            if isinstance(exc, sqlite3.Error):
+                raise translate(self.file, exc, busy_timeout=busy_timeout) from exc
+            raise
+
+    def _create_if_missing(self) -> None:
+        file = Path(self.file)
+        try:
+            if file.exists():
+                return
+        except OSError as exc:
+            raise StoreError(f"{file}: cannot be reached ({exc.strerror})") from exc
+        if self.read_only is not None:
+            raise StoreError(f"{file}: cannot create the database here ({self.read_only}); choose a folder you "
+                             "can write (--db or $CHATKEEP_DB)")
+        try:
+            touch_private_file(file)
+        except OSError as exc:
+            raise StoreError(f"{file}: cannot create the database here ({exc.strerror}); choose a folder you "
+                             "can write (--db or $CHATKEEP_DB)") from exc
 
     def _configure(self, busy_timeout: float) -> None:
         db = self._db
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if self.file != ":memory:":
+        if self.file != ":memory:" and self.read_only is None:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.file}: cannot switch the database to WAL mode ({mode})")
@@ -132,15 +164,23 @@ class SQLiteStore(ConversationAccess):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it commits, or none of it."""
+        """One write transaction: all of it commits, or none of it (errors name the file)."""
+        if self.read_only is not None:
+            raise StoreError(f"{self.file} is read-only ({self.read_only}), so nothing was saved")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled it back already (a full disk, say)
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def _one(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> Any:
         with self._lock:
@@ -166,8 +206,11 @@ class SQLiteStore(ConversationAccess):
 
     def check_integrity(self) -> list[str]:
         """Run SQLite's integrity and foreign-key checks; an empty list means sound."""
-        problems = [str(row[0]) for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
-        problems += [f"foreign key: {tuple(row)}" for row in self._all("PRAGMA foreign_key_check")]
+        try:
+            problems = [str(row[0]) for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
+            problems += [f"foreign key: {tuple(row)}" for row in self._all("PRAGMA foreign_key_check")]
+        except StoreError as exc:  # too damaged to check at all
+            return [str(exc)]
         return problems
 
     # -- conversations ----------------------------------------------------------
@@ -183,15 +226,15 @@ class SQLiteStore(ConversationAccess):
         """Create a conversation; raises ``StoreError`` when the id is taken."""
         conversation_id = check_conversation_id(conversation_id)
         now = format_time(utcnow())
-        try:
-            with self._write() as db:
+        with self._write() as db:
+            try:
                 db.execute(
                     "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (conversation_id, title, owner, now, now, dumps(dict(metadata or {}))),
                 )
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
         return self.get_conversation(conversation_id)
 
     def get_conversation(self, conversation_id: str) -> ConversationRecord:
@@ -511,8 +554,10 @@ class SQLiteStore(ConversationAccess):
         Conversations and messages with source keys seen before are skipped, so
         importing the same file twice adds nothing.
         """
+        checked = checked_first(conversations)
+        first = next(checked, None)  # parse and check it all before taking the write lock
         with self._write() as db:
-            return import_into(db, conversations, progress)
+            return import_into(db, [] if first is None else itertools.chain([first], checked), progress)
 
     def search(
         self,
@@ -527,7 +572,12 @@ class SQLiteStore(ConversationAccess):
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first; any text is a valid query."""
+        """Messages matching ``query``, best first; any text is a valid query.
+
+        Words match as on PostgreSQL (:mod:`chatkeep.store.search`: ``cafe``
+        finds ``Café``, ``☕`` and ``東京`` are found); when more than
+        ``MAX_RANKED`` (10,000) messages match, the best are the best of the latest.
+        """
         with self._lock:
             return search_in(
                 self._db, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, parse_time),
@@ -536,20 +586,26 @@ class SQLiteStore(ConversationAccess):
             )
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
-        """Replies and prompt/completion tokens by model, over one conversation or the store."""
-        # Responses API items carry usage as input/output tokens, on a response's last output item.
-        where = "role = 'assistant' AND kind IN ('chat', 'response_item')"
+        """Replies and prompt/completion tokens by model, over one conversation or the store.
+
+        A reply is an assistant chat message, or the Responses API output item
+        that carries its response's usage (input/output tokens count as
+        prompt/completion tokens). A token field counts where it is a JSON
+        number; PostgreSQL counts the same rows the same way.
+        """
+        def tokens(field: str, alias: str) -> str:
+            return (f"CASE WHEN json_type(usage, '$.{field}') IN ('integer', 'real') THEN json_extract(usage, '$.{field}')"
+                    f" WHEN json_type(usage, '$.{alias}') IN ('integer', 'real') THEN json_extract(usage, '$.{alias}') END")
+
+        where = "role = 'assistant' AND (kind = 'chat' OR (kind = 'response_item' AND usage IS NOT NULL))"
         where += " AND conversation_id = ?" if conversation_id else ""
         rows = self._all(
-            "SELECT coalesce(model, 'unknown'),"
-            " sum(CASE WHEN kind = 'chat' OR usage IS NOT NULL THEN 1 ELSE 0 END),"
-            " coalesce(sum(coalesce(json_extract(usage, '$.prompt_tokens'), json_extract(usage, '$.input_tokens'))), 0),"
-            " coalesce(sum(coalesce(json_extract(usage, '$.completion_tokens'),"
-            " json_extract(usage, '$.output_tokens'))), 0)"
-            f" FROM messages WHERE {where} GROUP BY 1 ORDER BY 1",
+            f"SELECT coalesce(model, 'unknown') AS name, count(*), sum({tokens('prompt_tokens', 'input_tokens')}),"
+            f" sum({tokens('completion_tokens', 'output_tokens')}) FROM messages WHERE {where} GROUP BY name ORDER BY name",
             (conversation_id,) if conversation_id else (),
         )
-        return {r[0]: {"replies": r[1], "prompt_tokens": r[2], "completion_tokens": r[3]} for r in rows}
+        return {r[0]: {"replies": r[1], "prompt_tokens": int(r[2] or 0), "completion_tokens": int(r[3] or 0)}
+                for r in rows}
 
     def set_head(self, conversation_id: str, message_id: str | None, *, expect_head: str | None = ANY) -> None:
         with self._write() as db:

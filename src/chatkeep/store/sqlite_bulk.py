@@ -16,7 +16,7 @@ from .base import (
     utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, plan_import
-from .search import MARK_CLOSE, MARK_OPEN, SearchHit, fts5_query, parse_query
+from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, snippet
 
 __all__ = ["import_into", "search_in"]
 
@@ -88,6 +88,19 @@ def import_into(
     return total
 
 
+def _phrase(phrase: Phrase) -> str:
+    # Words hold no quote (punctuation is never a word), so quoting needs no escapes.
+    return '"' + " ".join(phrase.words) + '"' + (" *" if phrase.prefix else "")
+
+
+def fts5_query(query: Query) -> str:
+    """The FTS5 MATCH expression for a query (each phrase quoted, so nothing is an operator)."""
+    expression = " AND ".join(map(_phrase, query.include))
+    for phrase in query.exclude:
+        expression += f" NOT {_phrase(phrase)}"
+    return expression
+
+
 def search_in(
     db: sqlite3.Connection,
     query: str,
@@ -103,25 +116,45 @@ def search_in(
     limit: int = 20,
     offset: int = 0,
 ) -> list[SearchHit]:
-    """Ranked full-text matches (bm25), with snippets; never a query syntax error."""
-    terms = parse_query(query)
-    if not terms:
+    """Ranked full-text matches (bm25) with snippets, the latest MAX_RANKED at most; never a syntax error.
+
+    ``messages_fts`` holds each message's words as :func:`.search.search_words`
+    finds them (see ``m006_search_words``), so FTS5's own tokenizer only splits
+    them at spaces. Snippets are cut here from the start of each hit's text,
+    not by FTS5's snippet(), whose cost grows with the square of a word's
+    occurrences in the message.
+    """
+    parsed = read_query(query)
+    if parsed is None:
         return []
     where = ["messages_fts MATCH ?", "m.kind <> 'summary'"]
-    params: list[Any] = [fts5_query(terms)]
+    params: list[Any] = [fts5_query(parsed)]
     for clause, value in (
-        ("m.conversation_id = ?", conversation_id), ("m.role = ?", role), ("m.model LIKE ? || '%'", model),
+        # instr() = 1: a literal prefix (LIKE would read % and _ in a model name as wildcards).
+        ("m.conversation_id = ?", conversation_id), ("m.role = ?", role), ("instr(m.model, ?) = 1", model),
         ("m.created_at >= ?", since and format_time(since)), ("m.created_at < ?", until and format_time(until)),
         ("c.owner = ?", owner),
     ):
         if value is not None:
             where.append(clause)
             params.append(value)
+    if conversation_id is not None:
+        # The conversation's rowids bound the index's scan: the words may be in every other message.
+        where.append("messages_fts.rowid BETWEEN (SELECT min(seq) FROM messages WHERE conversation_id = ?)"
+                     " AND (SELECT max(seq) FROM messages WHERE conversation_id = ?)")
+        params += [conversation_id, conversation_id]
+    owners = " JOIN conversations c ON c.id = m.conversation_id" if owner is not None else ""
+    # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked...
+    ranked = (f"SELECT m.seq, bm25(messages_fts) AS score FROM messages_fts JOIN messages m"
+              f" ON m.seq = messages_fts.rowid{owners} WHERE {' AND '.join(where)}"
+              " ORDER BY messages_fts.rowid DESC LIMIT ?")
+    # ...then only the page's rows are read whole. The snippet's text is cut as bytes (enough
+    # for its characters): SQLite's text functions stop at a NUL, which a message may hold.
     rows = db.execute(
-        f"SELECT {columns}, c.title, snippet(messages_fts, 0, ?, ?, '…', 16), bm25(messages_fts) AS score"
-        " FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid"
-        " JOIN conversations c ON c.id = m.conversation_id"
-        f" WHERE {' AND '.join(where)} ORDER BY score, m.seq DESC LIMIT ? OFFSET ?",
-        (MARK_OPEN, MARK_CLOSE, *params, limit, offset),
+        f"SELECT {columns}, c.title, substr(CAST(m.text AS BLOB), 1, ?), hits.score FROM ({ranked}) hits"
+        " JOIN messages m ON m.seq = hits.seq JOIN conversations c ON c.id = m.conversation_id"
+        " ORDER BY hits.score, hits.seq DESC LIMIT ? OFFSET ?",
+        (4 * (SNIPPET_SCAN_CHARS + 1), *params, MAX_RANKED, limit, offset),
     ).fetchall()
-    return [SearchHit(to_message(row[:-3]), row[-3], row[-2], float(row[-1])) for row in rows]
+    return [SearchHit(to_message(row[:-3]), row[-3], snippet(row[-2].decode("utf-8", "ignore"), parsed),
+                      float(row[-1])) for row in rows]

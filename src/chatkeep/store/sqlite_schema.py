@@ -10,8 +10,9 @@ import sqlite3
 from collections.abc import Callable
 
 from ..errors import MigrationError
+from .search import search_words
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "add_functions", "migrate", "schema_version"]
 
 
 def _run(db: sqlite3.Connection, script: str) -> None:
@@ -124,18 +125,72 @@ def m005_import_heads(db: sqlite3.Connection) -> None:
     )
 
 
+def m006_search_words(db: sqlite3.Connection) -> None:
+    """Index the words chatkeep finds itself: emoji and symbols, and CJK a character at a time.
+
+    FTS5's unicode61 tokenizer drops symbols (``☕`` was unsearchable) and
+    reads a Chinese or Japanese sentence as one word. Now the index holds each
+    message's words as :func:`.search.search_words` finds them, joined by
+    spaces, and FTS5's ascii tokenizer splits them there and nowhere else: it
+    keeps every non-ASCII character, ASCII letters and digits, and (as
+    tokenchars) the ASCII symbols, which are all a word is made of.
+    PostgreSQL indexes the same words, so both find the same messages.
+
+    The index keeps its own copy of those words (a regular FTS5 table, not
+    external content): deleting a row then needs nothing but its rowid, so
+    any SQLite client may delete messages, and the words never have to be
+    found again, the same way, to be removed. Rows are added through
+    ``chatkeep_search_words()``, which :func:`migrate` gives each connection.
+    """
+    _run(
+        db,
+        """
+        DROP TRIGGER messages_fts_insert;
+        DROP TRIGGER messages_fts_delete;
+        DROP TRIGGER messages_fts_update;
+        DROP TABLE messages_fts;
+        CREATE VIRTUAL TABLE messages_fts USING fts5(words, tokenize = "ascii tokenchars '$+<=>^`|~'");
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, words) VALUES (new.seq, chatkeep_search_words(new.text))%
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            DELETE FROM messages_fts WHERE rowid = old.seq%
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+            UPDATE messages_fts SET words = chatkeep_search_words(new.text) WHERE rowid = new.seq%
+        END;
+        INSERT INTO messages_fts(rowid, words) SELECT seq, chatkeep_search_words(text) FROM messages
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
     m003_source_keys,
     m004_full_text_search,
     m005_import_heads,
+    m006_search_words,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _indexed_words(text: str | None) -> str:
+    return " ".join(search_words(text or ""))
+
+
+def add_functions(db: sqlite3.Connection) -> None:
+    """Give ``db`` the SQL functions the schema's triggers call (each connection needs its own)."""
+    db.create_function("chatkeep_search_words", 1, _indexed_words, deterministic=True)
+
+
 def _version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The schema version the database is at (0: no chatkeep tables yet)."""
+    return _version(db)
 
 
 def migrate(db: sqlite3.Connection, *, source: str) -> None:
@@ -143,8 +198,10 @@ def migrate(db: sqlite3.Connection, *, source: str) -> None:
 
     ``db`` must be in autocommit mode (``isolation_level=None``). Two processes
     opening a new file at once are serialized by ``BEGIN IMMEDIATE``; the second
-    finds the work done.
+    finds the work done. ``db`` is first given the functions the triggers call
+    (:func:`add_functions`), which writing a message needs.
     """
+    add_functions(db)
     if _version(db) == SCHEMA_VERSION:
         return
     db.execute("BEGIN IMMEDIATE")

@@ -3,9 +3,9 @@
 Every backend is written sync-first. ``run_blocking`` gives any store call an
 async face: it runs in a worker thread (``asyncio.to_thread``, so the event
 loop keeps serving), and once started it always finishes. A task cancelled
-while its write runs waits for the write to end, so what the write changed
-(a saved prompt, say) is known to the code that handles the cancellation,
-and then the cancellation goes on.
+while its write runs waits for the write to end, then the cancellation goes
+on, carrying what the call returned (``exc.finished``, a one-tuple) so the
+code that handles it knows what was saved (a prompt, say, to mark unanswered).
 """
 
 from __future__ import annotations
@@ -33,5 +33,6 @@ async def run_blocking(operation: Callable[[], T]) -> T:
             cancelled = exc  # the store call cannot be stopped halfway: wait for it, then go on cancelling
             continue
         if cancelled is not None:
+            cancelled.finished = (result,)  # type: ignore[attr-defined]
             raise cancelled
         return result
