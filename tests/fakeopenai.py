@@ -193,6 +193,14 @@ class SimulatedModel:
             total += self.per_message + self.text_tokens(f"{message.get('role', '')} {content or ''}{calls}")
         return total
 
+    def limit_reply(self, reply: Reply, body: dict[str, Any]) -> Reply:
+        """A reply cut at the request's `max_tokens`, with finish_reason `length`, as a real model stops."""
+        limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+        if limit and self.text_tokens(reply.content or "") > limit:
+            return replace(reply, content=(reply.content or "")[: int(limit * self.chars_per_token)],
+                           finish_reason="length")
+        return reply
+
     def refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         """The error a real server sends for this request, or None when it fits."""
         prompt = self.prompt_tokens(body)
@@ -837,6 +845,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = {**body, "__model__": model}
         if reply.kind == "echo":
             reply = replace(reply, kind="text", content=f"{reply.content}{last_user_text(body)}")
+        if model is not None and reply.kind == "text" and reply.content:
+            reply = model.limit_reply(reply, body)
         if not self.server.fake._pause(reply.delay):
             self._abort()
         elif reply.kind == "error":

@@ -218,6 +218,17 @@ def test_usage_integrity_and_what_the_store_holds(store: SQLiteStore | JSONFileS
         store.require("conversations")
 
 
+def test_calibrations_are_kept_per_server_and_model(store: SQLiteStore | JSONFileStore) -> None:
+    assert store.calibration("http://a", "m").samples == 0
+    store.record_calibration("http://a", "m", 100, 180)
+    after = store.record_calibration("http://a", "m", 100, 150, window=2048)
+    assert (after.samples, after.worst, after.window) == (2, 1.8, 2048)
+    assert after.mean == pytest.approx(1.65)
+    assert store.calibration("http://a", "m") == after
+    assert store.calibration("http://a", "other").samples == 0
+    assert store.calibration("http://b", "m").samples == 0
+
+
 # -- database stores ----------------------------------------------------------------
 
 

@@ -24,11 +24,13 @@ class ChatSession:
     """The CLI's state: the store, the open conversation (made on the first message), and the settings."""
 
     def __init__(self, store: AnyStore, out: Output, *, model: str | None, system: str | None, title: str | None,
-                 base_url: str | None, stream: bool, context: str, context_window: int | None) -> None:
+                 base_url: str | None, stream: bool, context: str, context_window: int | None,
+                 encoding: str | None = None) -> None:
         self.store, self.out = store, out
         self.model_option, self.system, self.title = model, system, title
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.stream, self.context, self.context_window = stream, context, context_window
+        self.encoding = encoding
         self.conversation: Conversation | None = None
         self._chat: Any = None
 
@@ -80,7 +82,7 @@ class ChatSession:
             client = OpenAI(api_key=key or "no-key", base_url=self.base_url)
             policy = {"all": KeepAll, "trim": TrimToBudget, "summarize": Summarize}[self.context]()
             self._chat = Chat(self.ensure_conversation(), client, model=self.model, context=policy,
-                              context_window=self.context_window)
+                              context_window=self.context_window, encoding=self.encoding)
         return self._chat
 
 
@@ -176,12 +178,15 @@ def one_shot(session: ChatSession, text: str) -> None:
 @click.option("--context", type=click.Choice(["all", "trim", "summarize"]), default="all", show_default=True,
               help="What to send when the conversation outgrows the context window.")
 @click.option("--context-window", type=int, metavar="TOKENS",
-              help="The model's context window, for models chatkeep does not know.")
+              help="The model's context window (default: what the server says, else chatkeep's tables).")
+@click.option("--encoding", metavar="NAME|PATH",
+              help="How to count tokens: o200k_base, cl100k_base, a model's tokenizer.json, or 'server' "
+                   "(its /tokenize). Default: the model's own, else o200k_base calibrated against the server.")
 @db_option
 @handle_errors
 def chat(message: str | None, model: str | None, system: str | None, latest: bool, conversation_id: str | None,
          title: str | None, base_url: str | None, no_stream: bool, context: str, context_window: int | None,
-         db: str | None) -> None:
+         encoding: str | None, db: str | None) -> None:
     """Chat with a model; every turn is saved the moment it happens.
 
     Interactive on a terminal (type /help for commands); with -m TEXT, or text
@@ -189,7 +194,7 @@ def chat(message: str | None, model: str | None, system: str | None, latest: boo
     """
     out = Output()
     session = ChatSession(open_db(db), out, model=model, system=system, title=title, base_url=base_url,
-                          stream=not no_stream, context=context, context_window=context_window)
+                          stream=not no_stream, context=context, context_window=context_window, encoding=encoding)
     session.open(conversation_id, latest)
     if message is None and not sys.stdin.isatty():
         message = sys.stdin.read()

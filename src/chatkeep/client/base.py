@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..context.history import History
+from ..context.overflow import Overflow
 from ..context.policies import Context, ContextPolicy, KeepAll, Summarize, SummaryRequest, summary_message
 from ..context.tokens import TokenCounter, UnknownEncoding, encoding_for_model
-from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, context_window
-from ..errors import ChatkeepError
+from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, context_window, open_model_window
+from ..errors import ChatkeepError, StoreError
 from ..redact import client_secrets
 from ..store.base import StoredMessage
+from ..store.calibrations import Calibration, openai_hosted, server_of
 from ..store.conversation import Conversation
 from .effects import Steps
 from .plan import Turn
+from .server_info import server_tokenizer, server_window
 from .steps import chat_turn
 from .streams import Slot
 from .turn import Reply, ReplyRecord, build_request, reply_of
@@ -26,10 +30,18 @@ class ChatBase:
     """Settings and shared steps of a chat; ``Chat`` and ``AsyncChat`` add the model calls.
 
     ``context`` is the context policy (``KeepAll()`` by default); the budget is
-    ``budget`` when given, else the model's context window (``context_window``
-    or chatkeep's table) minus the tokens reserved for the reply
-    (``max_completion_tokens`` of the request, else ``reply_reserve``).
-    ``encoding`` names the tokenizer for models chatkeep does not know.
+    ``budget`` when given, else the model's context window minus the tokens
+    reserved for the reply (``max_completion_tokens`` of the request, else
+    ``reply_reserve``, at most a quarter of the window). The window is
+    ``context_window``, else what the server stated, else chatkeep's tables
+    (for an open model on a server that is not OpenAI's, the server is asked
+    first: llama.cpp and vLLM say what they run with).
+
+    Tokens are counted with the model's tiktoken encoding, or ``encoding``: a
+    tiktoken encoding, the path of the model's Hugging Face ``tokenizer.json``,
+    or ``"server"`` (the server's own ``/tokenize``). Counts for a model that
+    is not OpenAI's are calibrated against what the server reports (see
+    :mod:`chatkeep.store.calibrations`); OpenAI's models need no calibration.
     """
 
     def __init__(
@@ -56,6 +68,10 @@ class ChatBase:
         self.encoding = encoding
         self._counter: TokenCounter | None = None
         self._counter_resolved = False
+        #: Who answers (calibrations are kept per server and model).
+        self.server = server_of(getattr(client, "base_url", None))
+        self._calibrations: dict[str, Calibration] = {}
+        self._windows: dict[str, int | None] = {}
         # The branch as last seen, reused while the head has not moved, so a turn
         # neither re-reads nor re-counts the conversation.
         self._history: History | None = None
@@ -68,27 +84,77 @@ class ChatBase:
 
     def _token_counter(self) -> TokenCounter | None:
         if not self._counter_resolved:
-            try:
-                name = self.encoding or encoding_for_model(self.model)
-            except UnknownEncoding:
-                if self.policy.needs_budget or self.budget is not None or self.context_window is not None:
-                    raise
-                name = None  # keep-everything on an unknown model: nothing to count against
-            self._counter = TokenCounter(name) if name else None
+            if self.encoding == "server":
+                key = getattr(self.client, "api_key", None)
+                count = server_tokenizer(str(self.client.base_url), self.model, key if isinstance(key, str) else None)
+                self._counter = TokenCounter(f"server:{self.server}:{self.model}", counter=count)
+            else:
+                # A model chatkeep does not know is counted with o200k_base and calibrated.
+                self._counter = TokenCounter(self.encoding or encoding_for_model(self.model, default="o200k_base"))
             self._counter_resolved = True
         return self._counter
 
-    def _budget(self, model: str, options: Mapping[str, Any]) -> int | None:
-        if self.budget is not None:
-            return self.budget
+    def _exact(self, model: str) -> bool:
+        """Whether the counts are OpenAI's own for this model: no calibration, no margin."""
+        counter = self._token_counter()
         try:
-            window = self.context_window or context_window(model)
+            return counter is not None and counter.name == encoding_for_model(model)
+        except UnknownEncoding:
+            return False
+
+    def _learn(self, model: str) -> None:
+        """Read what the store knows of this server and model, and ask the server its window (blocking, once)."""
+        if model not in self._calibrations:
+            self._calibrations[model] = (Calibration(self.server, model) if self._exact(model)
+                                         else self.conversation.store.calibration(self.server, model))
+        if model not in self._windows and self.context_window is None and self.budget is None:
+            # Only a policy that plans to a budget needs the window before the call; the rest learn
+            # it from the server's answer if the conversation ever outgrows it.
+            self._windows[model] = self._stated_window(model) if self.policy.needs_budget else self._table_window(model)
+
+    @staticmethod
+    def _table_window(model: str) -> int | None:
+        try:
+            return context_window(model)
         except UnknownContextWindow:
-            if self.policy.needs_budget:
-                raise
             return None
-        reserve = options.get("max_completion_tokens") or options.get("max_tokens") or self.reply_reserve
-        return int(window) - int(reserve)
+
+    def _stated_window(self, model: str) -> int | None:
+        try:
+            return context_window(model, open_models=False)
+        except UnknownContextWindow:
+            pass
+        stated = None
+        if not openai_hosted(self.server):
+            key = getattr(self.client, "api_key", None)
+            stated = server_window(str(self.client.base_url), model, key if isinstance(key, str) else None)
+        return stated or open_model_window(model)
+
+    def _calibration(self, model: str) -> Calibration:
+        return self._calibrations.get(model) or Calibration(self.server, model)
+
+    def _window(self, model: str) -> int | None:
+        """The window to plan for: the one given, but never more than the server said it has."""
+        stated = self._calibration(model).window
+        given = self.context_window or self._windows.get(model)
+        return min(given, stated) if given and stated else stated or given
+
+    def _budget(self, model: str, options: Mapping[str, Any]) -> int | None:
+        """The tokens, as chatkeep counts them, that a request's messages may take."""
+        factor = 1.0 if self._exact(model) else self._calibration(model).factor
+        if self.budget is not None:
+            return int(self.budget / factor)
+        window = self._window(model)
+        if window is None:
+            if self.policy.needs_budget:
+                raise UnknownContextWindow(
+                    f"the context window of model {model!r} is not known (the server does not say): "
+                    "pass context_window=<tokens>"
+                )
+            return None
+        reserve = options.get("max_completion_tokens") or options.get("max_tokens") or min(self.reply_reserve,
+                                                                                           window // 4)
+        return int((int(window) - int(reserve)) / factor)
 
     # -- the branch -----------------------------------------------------------------
 
@@ -139,7 +205,30 @@ class ChatBase:
         """Keep a finished turn's branch for the next turn (used only while the stored head is its tip)."""
         self._history = history
 
-    def _prepare(self, message: Any, *, regenerate: bool = False) -> Turn:
+    def _observe(self, model: str, sent: Mapping[str, Any], usage: Mapping[str, Any] | None) -> None:
+        """Keep how the server counted what was sent (for a model whose counts are not exact). Best effort."""
+        counted = sent.get("tokens")
+        reported = (usage or {}).get("prompt_tokens")
+        if self._exact(model) or not isinstance(counted, int) or not isinstance(reported, int):
+            return
+        try:
+            self._calibrations[model] = self.conversation.store.record_calibration(self.server, model, counted,
+                                                                                  reported)
+        except StoreError:
+            pass  # the reply is saved; the calibration waits for the next one
+
+    def _overflowed(self, model: str, counted: int, overflow: Overflow) -> None:
+        """Keep what a server said when it refused a request as too long: its limit, and its count."""
+        if self._exact(model):
+            self._calibrations[model] = replace(self._calibration(model), window=overflow.limit or None)
+            return
+        try:
+            self._calibrations[model] = self.conversation.store.record_calibration(
+                self.server, model, counted if overflow.prompt else 0, overflow.prompt or 0, window=overflow.limit)
+        except StoreError:
+            self._calibrations[model] = replace(self._calibration(model), window=overflow.limit or None)
+
+    def _prepare(self, message: Any, *, regenerate: bool = False, model: str | None = None) -> Turn:
         """Hold the tip, read the branch, plan the turn, save the new message.
 
         Blocking: ``AsyncChat`` runs it in one worker-thread call. Whatever the
@@ -148,6 +237,7 @@ class ChatBase:
         store = self.conversation.store
         if self._wants_summaries():
             store.require("summaries")
+        self._learn(model or self.model)
         lease = store.lease(self.conversation.id)
         try:
             conversation = Conversation(lease.store, self.conversation.id)

@@ -271,6 +271,8 @@ class ResponsesTurn:
     secrets: tuple[str, ...] = ()
     saved: list[StoredMessage] = field(default_factory=list)
 
+    overflow: dict[str, Any] | None = None
+
     def __post_init__(self) -> None:
         if self.new is None and not self.branch:
             raise ChatkeepError("the conversation is empty: send a message first")
@@ -297,6 +299,18 @@ class ResponsesTurn:
         """Let other turns in (a store that holds one branch keeps them out until now)."""
         if self.lease is not None:
             self.lease.release()
+
+    def shrink(self, overflow: Any) -> None:
+        """Send a window the server can take, after it refused the whole as too long (see ``Overflow``).
+
+        The window keeps the share of items the server's numbers allow (less a
+        tenth), or half of them when it gave no numbers.
+        """
+        sent = max(self.sent_items, 1)
+        share = overflow.limit / overflow.prompt if overflow.limit and overflow.prompt else 0.5
+        self.max_items = max(1, int(sent * min(share, 1.0) * 0.9))
+        self.overflow = {"limit": overflow.limit, "prompt": overflow.prompt, "retried": True, "items": self.max_items}
+        self.unchain()
 
     def unchain(self) -> None:
         """Send the whole branch from now on: the server lost the previous response."""
@@ -338,7 +352,8 @@ class ResponsesTurn:
             if index == last:
                 extra = {"usage": record.usage, "latency_ms": round(latency_ms, 3), "finish_reason": record.finish_reason}
                 meta = {**base, "output_index": index, "sent_items": self.sent_items,
-                        "previous_response_id": self.previous_response_id, "first_token_ms": first_token_ms}
+                        "previous_response_id": self.previous_response_id, "first_token_ms": first_token_ms,
+                        "overflow": self.overflow}
             else:
                 meta = {**base, "output_index": index}
             drafts.append(Draft(item, kind=ITEM_KIND, model=record.model, status=record.status,

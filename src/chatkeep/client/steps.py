@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ..context.overflow import Overflow, context_overflow
 from ..context.policies import Context
-from ..errors import ReplyNotSaved, ResponseError, StoreError
+from ..errors import ContextBudgetError, ReplyNotSaved, ResponseError, StoreError
 from .effects import END, Blocking, Call, Close, Emit, Next, Steps
 from .plan import Turn
 from .responses_turn import OutputRecord, ResponseAccumulator, ResponsesTurn, lost_chain, record_from_response
@@ -44,7 +45,8 @@ def chat_turn(
     regenerate: bool = False, streaming: bool = False, slot: Slot[Reply] | None = None,
 ) -> Steps[Reply]:
     """A whole turn; ``create`` is the client's ``chat.completions.create`` (sync or async)."""
-    turn: Turn = yield Blocking(partial(chat._prepare, message, regenerate=regenerate))
+    model = chat._options(overrides)[0]
+    turn: Turn = yield Blocking(partial(chat._prepare, message, regenerate=regenerate, model=model))
     try:
         return (yield from _answer(chat, create, turn, overrides, streaming, slot))
     finally:
@@ -65,7 +67,22 @@ def _answer(
         sent = context.describe(turn.history)
         request = chat._request(context, model, options, stream=streaming)
         started = time.perf_counter()
-        response = yield Call(create, request)
+        try:
+            response = yield Call(create, request)
+        except Exception as exc:
+            overflow = context_overflow(exc)
+            if overflow is None:
+                raise
+            # Too long for the server: learn its measure and limit, plan again, and try once more.
+            yield Blocking(partial(chat._overflowed, model, context.tokens, overflow))
+            if not chat.policy.needs_budget:
+                raise _kept_too_long(model, overflow, context.tokens) from exc
+            context = yield from _context(chat, create, turn, model, options)
+            sent = {**context.describe(turn.history), "overflow": {"limit": overflow.limit,
+                                                                  "prompt": overflow.prompt, "retried": True}}
+            request = chat._request(context, model, options, stream=streaming)
+            started = time.perf_counter()
+            response = yield Call(create, request)
         if streaming:
             yield from read_stream(response, acc.feed, lambda: _first_token(acc, started))
             if not acc.started:
@@ -77,9 +94,9 @@ def _answer(
         if not acc.started:
             yield from _fail(turn, exc)
         else:  # a stream cut short: keep what arrived, marked incomplete
-            yield from _save(chat, turn, acc.finish(), started, sent, slot)
+            yield from _save(chat, turn, acc.finish(), started, sent, slot, model)
         raise
-    reply = yield from _save(chat, turn, record, started, sent, slot)
+    reply = yield from _save(chat, turn, record, started, sent, slot, model)
     if record.status == "incomplete":
         raise unfinished_stream_error(reply.message.id)  # saved, but the server never said it finished
     return reply
@@ -112,12 +129,29 @@ def _context(
         yield Blocking(chat._save_summary(turn, choice, record))
 
 
+def _kept_too_long(model: str, overflow: Overflow, counted: int) -> ContextBudgetError:
+    limit = f"{overflow.limit:,} tokens" if overflow.limit else "smaller than this conversation"
+    needed = overflow.prompt or counted
+    return ContextBudgetError(
+        f"the server's context window for {model} is {limit}, and the conversation takes {needed:,}: use "
+        "TrimToBudget() or Summarize() (chatkeep chat --context trim); your message is kept, unanswered",
+        needed=needed, budget=overflow.limit or 0,
+    )
+
+
 def _save(
     chat: ChatBase, turn: Turn, record: ReplyRecord, started: float, sent: Mapping[str, Any],
-    slot: Slot[Reply] | None,
+    slot: Slot[Reply] | None, model: str,
 ) -> Steps[Reply]:
+    save = turn.save_reply(record, latency_ms=ms_since(started), sent=sent)
+
+    def save_and_learn() -> Any:
+        stored = save()
+        chat._observe(model, sent, record.usage)  # how the server counted what was sent
+        return stored
+
     try:
-        stored = yield Blocking(turn.save_reply(record, latency_ms=ms_since(started), sent=sent))
+        stored = yield Blocking(save_and_learn)
     except StoreError as exc:  # paid for and arrived: hand it over rather than lose it
         raise ReplyNotSaved(record.message, exc) from exc
     reply = chat._settle(stored)
@@ -156,7 +190,16 @@ def _respond(
     acc = ResponseAccumulator()
     started = time.perf_counter()
     try:
-        response = yield from _create_response(create, turn, model, options, streaming)
+        try:
+            response = yield from _create_response(create, turn, model, options, streaming)
+        except Exception as exc:
+            overflow = context_overflow(exc)
+            if overflow is None:
+                raise
+            # Too long for the server: send fewer of the newest items (calls keep their outputs), once.
+            turn.shrink(overflow)
+            started = time.perf_counter()
+            response = yield from _create_response(create, turn, model, options, streaming)
         if streaming:
             yield from read_stream(response, acc.feed, lambda: _first_item_token(acc, started))
             problem = acc.problem()

@@ -9,14 +9,12 @@ fallback.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from ..errors import ChatkeepError
 
 __all__ = ["CONTEXT_WINDOWS", "DEFAULT_REPLY_RESERVE", "OPEN_MODEL_WINDOWS", "UnknownContextWindow", "context_window",
-           "server_window"]
+           "open_model_window"]
 
 #: Model name prefix -> context window; the longest matching prefix wins.
 CONTEXT_WINDOWS: dict[str, int] = {
@@ -66,16 +64,21 @@ class UnknownContextWindow(ChatkeepError, KeyError):
         return str(self.args[0])
 
 
-def context_window(model: str, overrides: Mapping[str, int] | None = None) -> int:
-    """The context window of ``model``, from ``overrides`` first, then ``CONTEXT_WINDOWS``, then open models."""
+def open_model_window(model: str) -> int | None:
+    """What an open model allows, from ``OPEN_MODEL_WINDOWS`` (``None``: not in the table)."""
+    name = model.rsplit("/", 1)[-1].lower().replace("_", "-").removeprefix("meta-")
+    matches = [prefix for prefix in OPEN_MODEL_WINDOWS if name.startswith(prefix)]
+    return OPEN_MODEL_WINDOWS[max(matches, key=len)] if matches else None
+
+
+def context_window(model: str, overrides: Mapping[str, int] | None = None, *, open_models: bool = True) -> int:
+    """The context window of ``model``: ``overrides``, then ``CONTEXT_WINDOWS``, then (``open_models``) the open models."""
     name = model.split(":", 2)[1] if model.startswith("ft:") else model
     name = name.rsplit("/", 1)[-1]
     table = {**CONTEXT_WINDOWS, **(overrides or {})}
     matches = [prefix for prefix in table if name.startswith(prefix)]
-    if not matches:
-        name = name.lower().replace("_", "-").removeprefix("meta-")
-        table = OPEN_MODEL_WINDOWS
-        matches = [prefix for prefix in table if name.startswith(prefix)]
+    if not matches and open_models and open_model_window(model) is not None:
+        return int(open_model_window(model) or 0)
     if not matches:
         raise UnknownContextWindow(
             f"the context window of model {model!r} is not known: pass context_window=<tokens> "
@@ -83,38 +86,3 @@ def context_window(model: str, overrides: Mapping[str, int] | None = None) -> in
         )
     return table[max(matches, key=len)]
 
-
-def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the user's own server
-        return json.loads(response.read())
-
-
-def server_window(base_url: str, model: str, api_key: str | None = None, *, timeout: float = 5.0) -> int | None:
-    """The context window a server says it runs ``model`` with, or None when it does not say.
-
-    vLLM lists ``max_model_len`` (some routers ``context_length``) for each model
-    in ``/v1/models``; llama.cpp's ``/props`` gives the ``n_ctx`` it was started
-    with. A server that answers neither (OpenAI's, say) costs one short request.
-    """
-    base = base_url.rstrip("/")
-    try:
-        listed = _get_json(f"{base}/models", api_key, timeout)
-        for entry in listed.get("data", []) if isinstance(listed, dict) else []:
-            if isinstance(entry, dict) and entry.get("id") == model:
-                for key in ("max_model_len", "context_length", "context_window"):
-                    if isinstance(entry.get(key), int) and entry[key] > 0:
-                        return int(entry[key])
-    except (OSError, ValueError):
-        pass
-    root = base[: -len("/v1")] if base.endswith("/v1") else base
-    try:
-        props = _get_json(f"{root}/props", api_key, timeout)
-        settings = props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
-        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-        n_ctx = n_ctx if isinstance(n_ctx, int) else props.get("n_ctx") if isinstance(props, dict) else None
-        return int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
-    except (OSError, ValueError):
-        return None

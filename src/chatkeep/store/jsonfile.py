@@ -57,6 +57,7 @@ from .base import (
     check_status,
 )
 from .bulk import ImportConversation, ImportSummary
+from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .files import ensure_private_dir
 from .heads import expected_head, head_moves, resolve_parent
@@ -93,6 +94,7 @@ class JSONFileStore(ConversationAccess):
         # A leased view: its lease already holds the lock for it.
         self._held = _held
         self._cache: tuple[_Signature, list[MessageDict]] | None = None
+        self._calibrations: dict[tuple[str, str], Calibration] = {}
 
     def __repr__(self) -> str:
         return f"JSONFileStore({str(self.file)!r})"
@@ -530,6 +532,17 @@ class JSONFileStore(ConversationAccess):
         if conversation_id is not None:
             self._check_id(conversation_id)
         return len(self._messages())
+
+    def calibration(self, server: str, model: str) -> Calibration:
+        """Calibrations live only as long as this store object: the tutorial's format has no place for them."""
+        return self._calibrations.get((server, model), Calibration(server, model))
+
+    def record_calibration(
+        self, server: str, model: str, counted: int, reported: int, *, window: int | None = None
+    ) -> Calibration:
+        updated = observe(self.calibration(server, model), counted, reported, window=window)
+        self._calibrations[(server, model)] = updated
+        return updated
 
     def check_integrity(self) -> list[str]:
         """The file must parse as a JSON array of valid messages."""

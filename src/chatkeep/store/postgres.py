@@ -44,6 +44,7 @@ from .base import (
     dumps,
 )
 from .bulk import ImportConversation, ImportSummary, checked_first
+from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
 from .postgres_bulk import import_into, searchable_text
@@ -488,6 +489,34 @@ class PostgresStore(ConversationAccess):
             return conversation_from_row(done, _utc)
 
         return self._write(fork)
+
+    def calibration(self, server: str, model: str) -> Calibration:
+        row = self._one('SELECT samples, worst, mean, "window", updated_at FROM calibrations'
+                        " WHERE server = %s AND model = %s", (server, model))
+        if row is None:
+            return Calibration(server, model)
+        return Calibration(server, model, row[0], row[1], row[2], row[3], _utc(row[4]))
+
+    def record_calibration(
+        self, server: str, model: str, counted: int, reported: int, *, window: int | None = None
+    ) -> Calibration:
+        """Add one observation in one transaction (the row is locked, so no observation is lost)."""
+        def record(conn: Connection[Any]) -> Calibration:
+            conn.execute("INSERT INTO calibrations (server, model, updated_at) VALUES (%s, %s, clock_timestamp())"
+                         " ON CONFLICT DO NOTHING", (server, model))
+            row = conn.execute('SELECT samples, worst, mean, "window" FROM calibrations'
+                               " WHERE server = %s AND model = %s FOR UPDATE", (server, model)).fetchone()
+            assert row is not None
+            updated = observe(Calibration(server, model, row[0], row[1], row[2], row[3]), counted, reported,
+                              window=window)
+            stamp = conn.execute(
+                'UPDATE calibrations SET samples = %s, worst = %s, mean = %s, "window" = %s,'
+                " updated_at = clock_timestamp() WHERE server = %s AND model = %s RETURNING updated_at",
+                (updated.samples, updated.worst, updated.mean, updated.window, server, model),
+            ).fetchone()
+            return replace(updated, updated_at=_utc(stamp[0]) if stamp else None)
+
+        return self._write(record)
 
     def require(self, feature: Feature) -> None:
         """A PostgreSQL store holds every branch and conversation: nothing is refused."""

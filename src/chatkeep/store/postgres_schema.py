@@ -145,11 +145,31 @@ def m004_search_words(conn: Connection[Any]) -> None:
     """)
 
 
+def m005_calibrations(conn: Connection[Any]) -> None:
+    """Per server and model: how its token counts compare with chatkeep's, and the window it stated."""
+    _run(
+        conn,
+        """
+        CREATE TABLE calibrations (
+            server      text NOT NULL,
+            model       text NOT NULL,
+            samples     integer NOT NULL DEFAULT 0,
+            worst       double precision NOT NULL DEFAULT 1.0,
+            mean        double precision NOT NULL DEFAULT 1.0,
+            "window"    integer,
+            updated_at  timestamptz NOT NULL,
+            PRIMARY KEY (server, model)
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
     m003_import_heads,
     m004_search_words,
+    m005_calibrations,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -20,6 +20,7 @@ from .base import (
 
 if TYPE_CHECKING:
     from .bulk import ImportConversation, ImportSummary
+    from .calibrations import Calibration
     from .search import SearchHit
 
 __all__ = ["Feature", "Lease", "OpenLease", "Store"]
@@ -220,6 +221,16 @@ class Store(Protocol):
 
     def count_messages(self, conversation_id: str | None = None) -> int:
         """How many messages one conversation (or the whole store) holds."""
+        ...
+
+    def calibration(self, server: str, model: str) -> Calibration:
+        """What is known of ``server``'s token counts for ``model`` (no samples yet: a neutral one)."""
+        ...
+
+    def record_calibration(
+        self, server: str, model: str, counted: int, reported: int, *, window: int | None = None
+    ) -> Calibration:
+        """Add one observation (chatkeep counted ``counted``, the server ``reported``) in one step; return the result."""
         ...
 
     def check_integrity(self) -> list[str]:

@@ -19,6 +19,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from .base import (
     utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, checked_first
+from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .files import touch_private_file
 from .heads import (
@@ -420,6 +422,32 @@ class SQLiteStore(ConversationAccess):
             )
             db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (copies[-1].id if copies else None, target))
         return self.get_conversation(target)
+
+    def calibration(self, server: str, model: str) -> Calibration:
+        row = self._one("SELECT samples, worst, mean, window, updated_at FROM calibrations"
+                        " WHERE server = ? AND model = ?", (server, model))
+        if row is None:
+            return Calibration(server, model)
+        return Calibration(server, model, row[0], row[1], row[2], row[3], parse_time(row[4]))
+
+    def record_calibration(
+        self, server: str, model: str, counted: int, reported: int, *, window: int | None = None
+    ) -> Calibration:
+        """Add one observation in one transaction (two processes never lose each other's)."""
+        if self.read_only is not None:
+            return observe(self.calibration(server, model), counted, reported, window=window)
+        with self._write():
+            now = utcnow()
+            updated = replace(observe(self.calibration(server, model), counted, reported, window=window),
+                              updated_at=now)
+            self._db.execute(
+                "INSERT INTO calibrations (server, model, samples, worst, mean, window, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (server, model) DO UPDATE SET samples = excluded.samples,"
+                " worst = excluded.worst, mean = excluded.mean, window = excluded.window,"
+                " updated_at = excluded.updated_at",
+                (server, model, updated.samples, updated.worst, updated.mean, updated.window, format_time(now)),
+            )
+        return updated
 
     def require(self, feature: Feature) -> None:
         """A SQLite store holds every branch and conversation: nothing is refused."""

@@ -164,6 +164,25 @@ def m006_search_words(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_calibrations(db: sqlite3.Connection) -> None:
+    """Per server and model: how its token counts compare with chatkeep's, and the window it stated."""
+    _run(
+        db,
+        """
+        CREATE TABLE calibrations (
+            server      TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            samples     INTEGER NOT NULL DEFAULT 0,
+            worst       REAL NOT NULL DEFAULT 1.0,
+            mean        REAL NOT NULL DEFAULT 1.0,
+            window      INTEGER,
+            updated_at  TEXT NOT NULL,
+            PRIMARY KEY (server, model)
+        )
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
@@ -171,6 +190,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m004_full_text_search,
     m005_import_heads,
     m006_search_words,
+    m007_calibrations,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

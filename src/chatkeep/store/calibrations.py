@@ -1,4 +1,4 @@
-"""Calibration: fitting chatkeep's token counts to what a server's own tokenizer says.
+"""Calibrations: fitting chatkeep's token counts to what a server's own tokenizer says.
 
 chatkeep counts tokens offline with tiktoken, which is exact for OpenAI's
 models and only close for others (a llama or qwen tokenizer splits text
