@@ -34,6 +34,22 @@ WORKLOADS = {
 }
 
 
+# Scripts whose own Markdown table goes into the document as it is, after the rows above.
+STANDALONE = {
+    "attachments.py": "Attachments: the same image re-sent every turn",
+}
+
+
+def standalone(script: str, quick: bool) -> str:
+    """Run one standalone benchmark; its printed table, under its heading and docstring."""
+    command = [sys.executable, "-W", "ignore", str(HERE / script)] + (["--turns", "20"] if quick else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    doc = (importlib.import_module(script.removesuffix(".py")).__doc__ or "").strip()
+    body = done.stdout.strip() if done.returncode == 0 else f"(failed: {done.stderr.strip()[-500:]})"
+    print(f"\n{STANDALONE[script]}\n{body}")
+    return f"\n## {STANDALONE[script]}\n\n{doc}\n\n{body}\n"
+
+
 def description(module: str) -> str:
     """The workload module's docstring, less its run line: what it measures and how."""
     doc = importlib.import_module(f"peers.{module}").__doc__ or ""
@@ -78,6 +94,8 @@ def main() -> None:
         print("\nfailed:\n" + "\n".join(failures))
     text = markdown(rows, machine=Machine.here(), started=started, elapsed_s=elapsed,
                     workloads={WORKLOADS[m]: description(m) for m in chosen}, failures=failures)
+    if not args.only:
+        text += "".join(standalone(script, args.quick) for script in STANDALONE)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(text)
     print(f"\n{len(rows)} rows in {elapsed / 60:.1f} minutes; written to {args.doc}")

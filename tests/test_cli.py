@@ -102,7 +102,8 @@ def test_list_show_search_and_stats(filled: Path) -> None:
     assert normalize(found) == "weather · Weather in Paris · user · <time> · <id1>\n  What is the weather in [Paris]?\n"
     stats = json.loads(run(env, "stats", "--json").out)
     assert stats == {"conversations": 2, "messages": 3, "usage_by_model": {
-        "gpt-4o-2024-08-06": {"replies": 1, "prompt_tokens": 12, "completion_tokens": 5}}}
+        "gpt-4o-2024-08-06": {"replies": 1, "prompt_tokens": 12, "completion_tokens": 5}},
+        "attachments": 0, "attachment_bytes": 0}
     listed = json.loads(run(env, "list", "--json").out)
     assert [c["id"] for c in listed] == ["eggs", "weather"]
     shown = json.loads(run(env, "show", "weather", "--json").out)

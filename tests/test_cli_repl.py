@@ -124,3 +124,17 @@ def test_a_message_refused_before_it_was_saved_stays_at_the_prompt(tmp_path: Pat
     child.sendline("/exit")
     child.expect(pexpect.EOF)
     assert openai_server.requests == [] and len(json.loads(target.read_text())) == 2
+
+
+def test_attach_in_the_chat_goes_with_the_next_message(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    pdf = tmp_path / "notes.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n" + b"x" * 2000)
+    openai_server.script(text("Read it."))
+    child = spawn(environment(tmp_path / "attach.db", openai_server.base_url), "chat")
+    child.expect(PROMPT)
+    say(child, f"/attach {pdf}", "Attached notes.pdf")
+    say(child, "Summarize this", "Read it.")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    parts = openai_server.requests[0].body["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "file"] and parts[1]["file"]["filename"] == "notes.pdf"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import click
 from ..errors import ChatkeepError, Unsupported
 from ..store import AnyStore
 from ..store.conversation import Conversation
+from .attach import with_attachments
 from .common import db_option, open_db
 from .errors import EXIT_API, EXIT_INTERRUPTED, api_error_text, fail, handle_errors
 from .output import Output, terminal_text
@@ -31,6 +33,8 @@ class ChatSession:
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.stream, self.context, self.context_window = stream, context, context_window
         self.encoding = encoding
+        #: Files to attach to the next message (--attach, /attach).
+        self.attach: list[Path] = []
         self.conversation: Conversation | None = None
         self._chat: Any = None
 
@@ -122,13 +126,15 @@ def holds_many_conversations(store: AnyStore) -> bool:
 
 
 def take_turn(session: ChatSession, text: str | None, *, retry: bool = False) -> None:
-    """One turn: save the message, stream (or wait for) the reply, print it. Errors propagate."""
+    """One turn: save the message (with files attached), stream or wait for the reply, print it. Errors propagate."""
     chat = session.chat()
+    message = None if text is None else with_attachments(text, session.attach)
+    session.attach = []
     if not session.stream:
-        reply = chat.retry() if retry else chat.send(text)
+        reply = chat.retry() if retry else chat.send(message)
         session.out.markdown(str(reply))
     else:
-        stream = chat.retry_stream() if retry else chat.stream(text)
+        stream = chat.retry_stream() if retry else chat.stream(message)
         with stream:
             _show_reply(session, stream)
         reply = stream.reply
@@ -174,6 +180,8 @@ def one_shot(session: ChatSession, text: str) -> None:
 @click.option("--cid", "conversation_id", metavar="ID", help="Open this conversation (made if it does not exist).")
 @click.option("-t", "--title", help="Title of a new conversation.")
 @click.option("--base-url", metavar="URL", help="An OpenAI-compatible server (default: $OPENAI_BASE_URL, then OpenAI).")
+@click.option("-a", "--attach", "attach", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Attach a file to the message (an image, WAV/MP3 audio, a PDF...); repeat for several.")
 @click.option("--no-stream", is_flag=True, help="Wait for whole replies instead of streaming them.")
 @click.option("--context", type=click.Choice(["all", "trim", "summarize"]), default="all", show_default=True,
               help="What to send when the conversation outgrows the context window.")
@@ -186,7 +194,7 @@ def one_shot(session: ChatSession, text: str) -> None:
 @handle_errors
 def chat(message: str | None, model: str | None, system: str | None, latest: bool, conversation_id: str | None,
          title: str | None, base_url: str | None, no_stream: bool, context: str, context_window: int | None,
-         encoding: str | None, db: str | None) -> None:
+         encoding: str | None, attach: tuple[Path, ...], db: str | None) -> None:
     """Chat with a model; every turn is saved the moment it happens.
 
     Interactive on a terminal (type /help for commands); with -m TEXT, or text
@@ -196,6 +204,7 @@ def chat(message: str | None, model: str | None, system: str | None, latest: boo
     session = ChatSession(open_db(db), out, model=model, system=system, title=title, base_url=base_url,
                           stream=not no_stream, context=context, context_window=context_window, encoding=encoding)
     session.open(conversation_id, latest)
+    session.attach = list(attach)
     if message is None and not sys.stdin.isatty():
         message = sys.stdin.read()
     if message is not None:

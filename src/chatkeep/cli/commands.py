@@ -67,9 +67,13 @@ def _heading(stored: StoredMessage) -> str:
 
 
 def _print_branch(out: Output, messages: list[StoredMessage]) -> None:
+    from .attach import attachments_of
+
     for stored in messages:
         out.line(_heading(stored), style="bold cyan")
         out.markdown(stored.text or "(no text)")
+        for attachment in attachments_of(stored.message):
+            out.line(f"📎 {attachment}", style="dim")
         out.line()
 
 
@@ -278,6 +282,7 @@ def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
         "conversations": 1 if conversation_id else store.count_conversations(),
         "messages": store.count_messages(conversation_id),
         "usage_by_model": store.usage_by_model(conversation_id),
+        **store.attachment_stats(),
     }
     out = Output()
     if as_json:
@@ -285,6 +290,7 @@ def stats(conversation_id: str | None, db: str | None, as_json: bool) -> None:
         return
     out.line(f"conversations: {data['conversations']:,}")
     out.line(f"messages: {data['messages']:,}")
+    out.line(f"attachments: {data['attachments']:,} ({data['attachment_bytes']:,} bytes, each kept once)")
     out.table(["model", "replies", "prompt tokens", "completion tokens"], [
         [model, f"{u['replies']:,}", f"{u['prompt_tokens']:,}", f"{u['completion_tokens']:,}"]
         for model, u in sorted(data["usage_by_model"].items())

@@ -19,6 +19,7 @@ HELP = """Commands:
   /retry          answer the last message again (a new branch; the old reply stays)
   /undo           step back one turn (it stays in the store as a branch)
   /fork           continue in a copy of this conversation
+  /attach PATH    attach a file (image, audio, PDF...) to your next message
   /id             show the conversation's id
   /exit           leave (Ctrl-D too)
 Enter sends; Esc then Enter starts a new line. Ctrl-C stops a reply (what arrived is saved)
@@ -50,6 +51,17 @@ def _fork(session: ChatSession, argument: str) -> None:
     session.out.line(f"Forked: now in {forked.id}")
 
 
+def _attach(session: ChatSession, argument: str) -> None:
+    from pathlib import Path
+
+    from .attach import attachment_part
+
+    path = Path(argument).expanduser()
+    attachment_part(path)  # refused now, not with the message, if it cannot be attached
+    session.attach.append(path)
+    session.out.line(f"Attached {path.name}: it goes with your next message.")
+
+
 def _new(session: ChatSession, argument: str) -> None:
     session.store.require("conversations")  # the tutorial's JSON file holds one
     session.switch(None)
@@ -67,7 +79,7 @@ def _id(session: ChatSession, argument: str) -> None:
 
 COMMANDS: dict[str, Callable[[ChatSession, str], None]] = {
     "/help": lambda s, a: s.out.line(HELP), "/new": _new, "/title": _title, "/retry": _retry,
-    "/undo": _undo, "/fork": _fork, "/id": _id,
+    "/undo": _undo, "/fork": _fork, "/id": _id, "/attach": _attach,
 }
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChatkeepError
+from .images import image_tokens_of_url
 
 if TYPE_CHECKING:
     import tiktoken
@@ -138,18 +139,18 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     )
 
 
-def part_tokens(part: Mapping[str, Any], count_text: Any) -> int:
-    """Tokens of one content part: text exactly, images by OpenAI's tile rule, others estimated.
+def part_tokens(part: Mapping[str, Any], count_text: Any, model: str = "gpt-4o") -> int:
+    """Tokens of one content part: text exactly, images by OpenAI's rules, others estimated.
 
-    An image costs 85 tokens at ``detail: "low"``; otherwise chatkeep cannot see
-    its size and counts a 1024x1024 image (85 + 4 tiles x 170 = 765).
+    An image's size is read from its header when it is a data URL (see
+    :mod:`.images`); a remote image counts as a 1024x1024 one (765 at high detail).
     """
     kind = part.get("type")
     if kind in ("text", "refusal"):
         return int(count_text(str(part.get(kind) or "")))
     if kind == "image_url":
-        detail = (part.get("image_url") or {}).get("detail", "auto")
-        return 85 if detail == "low" else 765
+        image = part.get("image_url") or {}
+        return image_tokens_of_url(str(image.get("url") or ""), str(image.get("detail") or "auto"), model)
     if kind == "input_audio":
         return int(len(str((part.get("input_audio") or {}).get("data", ""))) * 3 // 4 // 3200)  # ~10 tokens/s
     return int(count_text(json.dumps(part, ensure_ascii=False)))

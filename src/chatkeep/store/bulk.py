@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import StoreError
 from ..messages import MessageDict, check_json_value, validate_message
-from .base import MessageKind, MessageStatus, check_status, new_id, role_and_text, storable_text
+from .attachments import Blob, Ref, extract
+from .base import MessageKind, MessageStatus, check_status, dumps, new_id, role_and_text, storable_text
 
 __all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "NewMessage", "checked_first",
            "plan_import"]
@@ -79,10 +80,16 @@ class NewMessage:
 
     id: str
     parent_id: str | None
-    body: MessageDict
+    body: MessageDict  # as stored: attachments' payloads taken out (see ``refs``)
     role: str | None
     text: str
     source: ImportMessage
+    refs: tuple[Ref, ...] = ()
+    blobs: tuple[Blob, ...] = ()
+
+    @property
+    def refs_json(self) -> str | None:
+        return dumps([ref.to_json() for ref in self.refs]) if self.refs else None
 
 
 @dataclass
@@ -135,8 +142,9 @@ def plan_import(item: ImportConversation, conversation_id: str, known: dict[str,
         else:
             body = dict(imported.message)
             check_json_value(body, f"{where}, item {imported.key or number}")
-        role, text = role_and_text(body, imported.kind)
-        message = NewMessage(new_id(), parent, body, role, storable_text(text), imported)
+        stored, refs, blobs = extract(body)
+        role, text = role_and_text(stored, imported.kind)
+        message = NewMessage(new_id(), parent, stored, role, storable_text(text), imported, tuple(refs), tuple(blobs))
         if imported.key is not None:
             known[imported.key] = message.id
         new.append(message)

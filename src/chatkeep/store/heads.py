@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..messages import MessageDict, check_json_value, validate_message
+from .attachments import Blob, Ref, extract
 from .base import (
     ANY,
     HEAD,
@@ -24,6 +25,7 @@ from .base import (
     Draft,
     StoredMessage,
     check_status,
+    dumps,
     new_id,
     role_and_text,
     storable_text,
@@ -38,13 +40,24 @@ Expectation = str | None
 
 @dataclass(frozen=True)
 class NewRow:
-    """A draft checked and ready to insert: its id, body, role and searchable text."""
+    """A draft checked and ready to insert: its id, body (and the body as stored), role and searchable text.
+
+    ``stored`` is the body with its attachments' payloads taken out (``refs``
+    says where they were, ``blobs`` holds their bytes).
+    """
 
     id: str
     body: MessageDict
     role: str | None
     text: str
     draft: Draft
+    stored: Any = None
+    refs: tuple[Ref, ...] = ()
+    blobs: tuple[Blob, ...] = ()
+
+    @property
+    def refs_json(self) -> str | None:
+        return dumps([ref.to_json() for ref in self.refs]) if self.refs else None
 
 
 def prepare(drafts: Sequence[Draft]) -> list[NewRow]:
@@ -57,8 +70,9 @@ def prepare(drafts: Sequence[Draft]) -> list[NewRow]:
         else:
             body = dict(draft.message)
             check_json_value(body, "item")
-        role, text = role_and_text(body, draft.kind)
-        rows.append(NewRow(new_id(), body, role, storable_text(text), draft))
+        stored, refs, blobs = extract(body)
+        role, text = role_and_text(stored, draft.kind)
+        rows.append(NewRow(new_id(), body, role, storable_text(text), draft, stored, tuple(refs), tuple(blobs)))
     return rows
 
 

@@ -533,6 +533,10 @@ class JSONFileStore(ConversationAccess):
             self._check_id(conversation_id)
         return len(self._messages())
 
+    def attachment_stats(self) -> dict[str, int]:
+        """The tutorial's file keeps payloads inline, in the messages: none is kept apart."""
+        return {"attachments": 0, "attachment_bytes": 0}
+
     def calibration(self, server: str, model: str) -> Calibration:
         """Calibrations live only as long as this store object: the tutorial's format has no place for them."""
         return self._calibrations.get((server, model), Calibration(server, model))

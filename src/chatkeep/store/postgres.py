@@ -47,7 +47,7 @@ from .bulk import ImportConversation, ImportSummary, checked_first
 from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
-from .postgres_bulk import import_into, searchable_text
+from .postgres_bulk import blobs_on, import_into, keep_attachments, searchable_text
 from .postgres_pool import Connections, require_psycopg
 from .postgres_schema import SCHEMA_VERSION, migrate, schema_version
 from .postgres_search import search_in, tsvector_text
@@ -56,6 +56,7 @@ from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
     PREFIXED_MESSAGE_COLUMNS,
+    body_from,
     conversation_from_row,
     loads,
     message_from_row,
@@ -115,12 +116,12 @@ _WALK_FROM_HEAD = _WALK.format(start="(SELECT head_id FROM conversations WHERE i
 _WALK_FROM_MESSAGE = _WALK.format(start="%(head)s")
 _BODIES_FROM_HEAD = """
     WITH RECURSIVE walk AS (
-        SELECT body, parent_id, 1 AS depth FROM messages
+        SELECT body, attachments, parent_id, 1 AS depth FROM messages
         WHERE id = (SELECT head_id FROM conversations WHERE id = %(conversation)s)
         UNION ALL
-        SELECT m.body, m.parent_id, walk.depth + 1 FROM walk JOIN messages m ON m.id = walk.parent_id
+        SELECT m.body, m.attachments, m.parent_id, walk.depth + 1 FROM walk JOIN messages m ON m.id = walk.parent_id
     )
-    SELECT body FROM walk ORDER BY depth DESC
+    SELECT body, attachments FROM walk ORDER BY depth DESC
 """
 
 
@@ -129,14 +130,15 @@ def _walk(conn: Connection[Any], head_id: str | None, last: int | None) -> list[
     if head_id is None or (last is not None and last <= 0):
         return []
     rows = conn.execute(_WALK_FROM_MESSAGE, {"head": head_id, "last": last}).fetchall()
-    return [message_from_row(row, _utc) for row in rows]
+    return [message_from_row(row, _utc, lambda shas: blobs_on(conn, shas)) for row in rows]
+
 
 
 def _read_message(conn: Connection[Any], message_id: str) -> StoredMessage:
     row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,)).fetchone()
     if row is None:
         raise MessageNotFound(message_id)
-    return message_from_row(row, _utc)
+    return message_from_row(row, _utc, lambda shas: blobs_on(conn, shas))
 
 
 def _move_head(conn: Connection[Any], conversation_id: str, head: str | None) -> None:
@@ -166,16 +168,17 @@ def _append_sql(*, head: bool, check_parent: bool, condition: str) -> str:
             SELECT pid, ({condition}) AS moves FROM parent
         ), added AS (
             INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,
-                                  status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+                                  status, model, usage, latency_ms, finish_reason, error, token_counts, metadata,
+                                  attachments)
             SELECT r.id, %(conversation)s, CASE WHEN r.n = 1 THEN decided.pid ELSE r.before END, r.kind, r.role,
                    r.body, r.text, r.search::tsvector, clock_timestamp(), r.status, r.model, r.usage,
-                   r.latency_ms, r.finish_reason, r.error, r.token_counts, r.metadata
+                   r.latency_ms, r.finish_reason, r.error, r.token_counts, r.metadata, r.attachments
             FROM unnest(%(ids)s::text[], %(befores)s::text[], %(kinds)s::text[], %(roles)s::text[],
                         %(bodies)s::text[], %(texts)s::text[], %(searches)s::text[], %(statuses)s::text[],
                         %(models)s::text[], %(usages)s::text[], %(latencies)s::float8[], %(finishes)s::text[],
-                        %(errors)s::text[], %(counts)s::text[], %(metas)s::text[])
+                        %(errors)s::text[], %(counts)s::text[], %(metas)s::text[], %(refs)s::text[])
                  WITH ORDINALITY AS r(id, before, kind, role, body, text, search, status, model, usage,
-                                      latency_ms, finish_reason, error, token_counts, metadata, n)
+                                      latency_ms, finish_reason, error, token_counts, metadata, attachments, n)
             CROSS JOIN decided
             ORDER BY r.n
             RETURNING id, created_at
@@ -201,12 +204,13 @@ def _condition(expect_head: str | None, *, head: bool, move_head: bool) -> str:
 
 def _append_params(conversation_id: str, rows: list[NewRow], parent: str | None, expected: str | None) -> dict[str, Any]:
     drafts = [row.draft for row in rows]
-    texts = [searchable_text(row.body, row.draft.kind) for row in rows]
+    texts = [searchable_text(row.stored, row.draft.kind) for row in rows]
     return {
         "conversation": conversation_id, "parent": parent, "expected": expected, "last": rows[-1].id,
         "ids": [row.id for row in rows], "befores": [None, *(row.id for row in rows[:-1])],
         "kinds": [d.kind for d in drafts], "roles": [row.role for row in rows],
-        "bodies": [dumps(row.body) for row in rows], "texts": texts, "searches": [tsvector_text(t) for t in texts],
+        "bodies": [dumps(row.stored) for row in rows], "texts": texts, "searches": [tsvector_text(t) for t in texts],
+        "refs": [row.refs_json for row in rows],
         "statuses": [d.status for d in drafts], "models": [d.model for d in drafts],
         "usages": [None if d.usage is None else dumps(dict(d.usage)) for d in drafts],
         "latencies": [d.latency_ms for d in drafts], "finishes": [d.finish_reason for d in drafts],
@@ -367,8 +371,14 @@ class PostgresStore(ConversationAccess):
                 "UPDATE conversations SET head_id = NULL WHERE id = %s RETURNING id", (conversation_id,)
             ).fetchone() is None:
                 raise ConversationNotFound(conversation_id)
+            used = [row[0] for row in conn.execute(
+                "SELECT DISTINCT u.sha256 FROM attachment_uses u JOIN messages m ON m.id = u.message_id"
+                " WHERE m.conversation_id = %s", (conversation_id,))]
             conn.execute("DELETE FROM messages WHERE conversation_id = %s", (conversation_id,))
             conn.execute("DELETE FROM conversations WHERE id = %s", (conversation_id,))
+            if used:  # an attachment nothing else uses goes with the last message that used it
+                conn.execute("DELETE FROM attachments a WHERE a.sha256 = ANY(%s) AND NOT EXISTS"
+                             " (SELECT 1 FROM attachment_uses u WHERE u.sha256 = a.sha256)", (used,))
 
         self._write(delete)
 
@@ -404,6 +414,8 @@ class PostgresStore(ConversationAccess):
         if not found:  # nothing was inserted: say why
             _require_conversation(conn, conversation_id)
             raise MessageNotFound(str(parent_id), conversation_id)
+        if any(row.blobs for row in rows):
+            keep_attachments(conn, [(row.id, row.blobs) for row in rows if row.blobs])
         times = {row[0]: _utc(row[1]) for row in found}
         stored = stored_rows(conversation_id, rows, found[0][2], [times[row.id] for row in rows], bool(found[0][3]))
         return [replace(m, error=params["errors"][i]) for i, m in enumerate(stored)]
@@ -476,11 +488,14 @@ class PostgresStore(ConversationAccess):
                 raise StoreError(f"a conversation with id {target!r} already exists") from exc
             conn.cursor().executemany(
                 "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,"
-                " status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)"
+                " status, model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments)"
                 " SELECT %s, %s, %s, kind, role, body, text, search, created_at, status, model, usage, latency_ms,"
-                " finish_reason, error, token_counts, %s FROM messages WHERE id = %s",
+                " finish_reason, error, token_counts, %s, attachments FROM messages WHERE id = %s",
                 [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
             )
+            conn.cursor().executemany("INSERT INTO attachment_uses (message_id, sha256)"
+                                      " SELECT %s, sha256 FROM attachment_uses WHERE message_id = %s",
+                                      [(c.id, c.source.id) for c in copies])
             done = conn.execute(
                 f"UPDATE conversations SET head_id = %s WHERE id = %s RETURNING {CONVERSATION_COLUMNS}",
                 (copies[-1].id if copies else None, target),
@@ -489,6 +504,14 @@ class PostgresStore(ConversationAccess):
             return conversation_from_row(done, _utc)
 
         return self._write(fork)
+
+    def _blobs(self, shas: list[str]) -> dict[str, bytes]:
+        return self._read(lambda conn: blobs_on(conn, shas))
+
+    def attachment_stats(self) -> dict[str, int]:
+        """How many attachments the store keeps, and their bytes (each counted once)."""
+        row = self._one("SELECT count(*), coalesce(sum(size), 0) FROM attachments")
+        return {"attachments": int(row[0]), "attachment_bytes": int(row[1])}
 
     def calibration(self, server: str, model: str) -> Calibration:
         row = self._one('SELECT samples, worst, mean, "window", updated_at FROM calibrations'
@@ -556,13 +579,13 @@ class PostgresStore(ConversationAccess):
         ).fetchone())
         if row is None:
             raise MessageNotFound(message_id)
-        return message_from_row(row, _utc)
+        return message_from_row(row, _utc, self._blobs)
 
     def get_message(self, message_id: str) -> StoredMessage:
         row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,))
         if row is None:
             raise MessageNotFound(message_id)
-        return message_from_row(row, _utc)
+        return message_from_row(row, _utc, self._blobs)
 
     def path(
         self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
@@ -584,7 +607,7 @@ class PostgresStore(ConversationAccess):
                 raise MessageNotFound(head_id, conversation_id)
             return rows
 
-        return [message_from_row(row, _utc) for row in self._read(walk)]
+        return [message_from_row(row, _utc, self._blobs) for row in self._read(walk)]
 
     def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
         """Only the message dicts of the current branch: what ``conversation.messages`` needs."""
@@ -594,14 +617,14 @@ class PostgresStore(ConversationAccess):
                 _require_conversation(conn, conversation_id)
             return rows
 
-        return [json.loads(row[0]) for row in self._read(bodies)]
+        return [body_from(row[0], row[1], self._blobs) if row[1] else json.loads(row[0]) for row in self._read(bodies)]
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND kind = %s ORDER BY seq",
             (conversation_id, kind),
         )
-        return [message_from_row(row, _utc) for row in rows]
+        return [message_from_row(row, _utc, self._blobs) for row in rows]
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         if not counts:
@@ -659,7 +682,7 @@ class PostgresStore(ConversationAccess):
         16,383 words.
         """
         return self._read(lambda conn: search_in(
-            conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc),
+            conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc, self._blobs),
             conversation_id=conversation_id, role=role, model=model, since=since, until=until,
             owner=owner, limit=limit, offset=offset,
         ))
@@ -707,7 +730,7 @@ class PostgresStore(ConversationAccess):
         rows = self._all(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE parent_id = %s ORDER BY seq", (message_id,)
         )
-        return [message_from_row(row, _utc) for row in rows]
+        return [message_from_row(row, _utc, self._blobs) for row in rows]
 
     def count_conversations(self) -> int:
         return int(self._one("SELECT count(*) FROM conversations")[0])

@@ -14,11 +14,11 @@ from .postgres_search import tsvector_text
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["import_into", "searchable_text", "utc"]
+__all__ = ["blobs_on", "import_into", "keep_attachments", "searchable_text", "utc"]
 
 _COPY_IMPORTED = (
     "COPY messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at, status,"
-    " model, usage, finish_reason, metadata, source_key) FROM STDIN"
+    " model, usage, finish_reason, metadata, source_key, attachments) FROM STDIN"
 )
 
 
@@ -39,6 +39,23 @@ def without_nul(text: str) -> str:
 def utc(moment: datetime | None) -> datetime | None:
     """``moment`` in UTC; a naive one is taken as local time, as ``format_time`` does for SQLite."""
     return None if moment is None else moment.astimezone(timezone.utc)
+
+
+def blobs_on(conn: Connection[Any], shas: list[str]) -> dict[str, bytes]:
+    """Attachments' bytes by SHA-256, read on ``conn``."""
+    rows = conn.execute("SELECT sha256, data FROM attachments WHERE sha256 = ANY(%s)", (shas,)).fetchall()
+    return {row[0]: bytes(row[1]) for row in rows}
+
+
+def keep_attachments(conn: Connection[Any], uses: list[tuple[str, Any]]) -> None:
+    """Store each payload once (by SHA-256) and note which messages use it, in the caller's transaction."""
+    blobs = {blob.sha256: blob for _, message_blobs in uses for blob in message_blobs}
+    cursor = conn.cursor()
+    cursor.executemany("INSERT INTO attachments (sha256, media_type, size, data) VALUES (%s, %s, %s, %s)"
+                       " ON CONFLICT (sha256) DO NOTHING",
+                       [(b.sha256, b.media_type, b.size, b.data) for b in blobs.values()])
+    cursor.executemany("INSERT INTO attachment_uses (message_id, sha256) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                       [(message_id, blob.sha256) for message_id, message_blobs in uses for blob in message_blobs])
 
 
 def _open_conversation(conn: Connection[Any], item: ImportConversation, now: datetime) -> tuple[str, bool]:
@@ -84,8 +101,10 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
                     m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), text,
                     tsvector_text(text), utc(m.source.created_at) or now, m.source.status, m.source.model,
                     None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
-                    dumps(m.source.metadata), m.source.key,
+                    dumps(m.source.metadata), m.source.key, m.refs_json,
                 ))
+        if any(m.blobs for m in plan.new):
+            keep_attachments(conn, [(m.id, m.blobs) for m in plan.new if m.blobs])
     found = conn.execute("SELECT head_id, import_head FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
     assert found is not None
     head = plan.head_to_set(created=created, current=found[0], left_by_import=found[1])

@@ -164,12 +164,36 @@ def m005_calibrations(conn: Connection[Any]) -> None:
     )
 
 
+def m006_attachments(conn: Connection[Any]) -> None:
+    """Images, audio and files kept once by content; a message lists where its payloads sat."""
+    _run(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN attachments text;
+        CREATE TABLE attachments (
+            sha256      text PRIMARY KEY,
+            media_type  text NOT NULL,
+            size        bigint NOT NULL,
+            data        bytea NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE TABLE attachment_uses (
+            message_id  text NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            sha256      text NOT NULL REFERENCES attachments (sha256),
+            PRIMARY KEY (message_id, sha256)
+        );
+        CREATE INDEX attachment_uses_sha256 ON attachment_uses (sha256)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
     m003_import_heads,
     m004_search_words,
     m005_calibrations,
+    m006_attachments,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -223,6 +223,10 @@ class Store(Protocol):
         """How many messages one conversation (or the whole store) holds."""
         ...
 
+    def attachment_stats(self) -> dict[str, int]:
+        """How many attachments the store keeps (``attachments``) and their bytes (``attachment_bytes``)."""
+        ...
+
     def calibration(self, server: str, model: str) -> Calibration:
         """What is known of ``server``'s token counts for ``model`` (no samples yet: a neutral one)."""
         ...

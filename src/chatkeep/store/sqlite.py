@@ -62,12 +62,13 @@ from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
     PREFIXED_MESSAGE_COLUMNS,
+    body_from,
     conversation_from_row,
     loads,
     message_from_row,
 )
 from .search import SearchHit
-from .sqlite_bulk import import_into, search_in
+from .sqlite_bulk import import_into, keep_attachments, search_in
 from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
 from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -79,10 +80,12 @@ Durability = Literal["normal", "full"]
 def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment: datetime) -> tuple[Any, ...]:
     d = row.draft
     return (
-        row.id, conversation_id, parent, d.kind, row.role, dumps(row.body), row.text, format_time(moment),
+        row.id, conversation_id, parent, d.kind, row.role, dumps(row.stored), row.text, format_time(moment),
         d.status, d.model, None if d.usage is None else dumps(dict(d.usage)), d.latency_ms, d.finish_reason,
         d.error, None if d.token_counts is None else dumps(dict(d.token_counts)), dumps(dict(d.metadata or {})),
+        row.refs_json,
     )
+
 
 
 def _missing(conversation_id: str) -> Any:
@@ -297,8 +300,14 @@ class SQLiteStore(ConversationAccess):
             self._require_conversation(db, conversation_id)
             # Clear the head first so the cascade does not fight the head's reference.
             db.execute("UPDATE conversations SET head_id = NULL WHERE id = ?", (conversation_id,))
+            used = [row[0] for row in db.execute(
+                "SELECT DISTINCT u.sha256 FROM attachment_uses u JOIN messages m ON m.id = u.message_id"
+                " WHERE m.conversation_id = ?", (conversation_id,))]
             db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            # An attachment nothing else uses goes with the last message that used it.
+            db.executemany("DELETE FROM attachments WHERE sha256 = ? AND NOT EXISTS"
+                           " (SELECT 1 FROM attachment_uses WHERE sha256 = ?)", [(sha, sha) for sha in used])
 
     @staticmethod
     def _require_conversation(db: sqlite3.Connection, conversation_id: str) -> str | None:
@@ -338,10 +347,11 @@ class SQLiteStore(ConversationAccess):
         db.executemany(
             "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text,"
             " created_at, status, model, usage, latency_ms, finish_reason, error,"
-            " token_counts, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " token_counts, metadata, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_insert_values(conversation_id, row, before, moment)
              for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)],
         )
+        keep_attachments(db, [(row.id, row.blobs) for row in rows if row.blobs])
         if moved:
             db.execute("UPDATE conversations SET updated_at = ?, head_id = ? WHERE id = ?",
                        (format_time(times[-1]), rows[-1].id, conversation_id))
@@ -366,7 +376,7 @@ class SQLiteStore(ConversationAccess):
         with self._write() as db:
             head = self._require_conversation(db, conversation_id)
             moves, new_head = undo_plan(
-                lambda size: [message_from_row(r, parse_time) for r in self._walk_rows(db, head, size)],
+                lambda size: [message_from_row(r, parse_time, self._blobs) for r in self._walk_rows(db, head, size)],
                 self.get_message,
             )
             if moves:
@@ -380,7 +390,7 @@ class SQLiteStore(ConversationAccess):
             if head is None:
                 return None
             popped = message_from_row(db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?",
-                                                 (head,)).fetchone(), parse_time)
+                                                 (head,)).fetchone(), parse_time, self._blobs)
             self._move_head(db, conversation_id, popped.parent_id)
             return popped
 
@@ -401,7 +411,7 @@ class SQLiteStore(ConversationAccess):
             if at is not None:
                 self._require_message_in(db, at, conversation_id)
             start = at or source.head_id
-            path = [message_from_row(r, parse_time) for r in self._walk_rows(db, start, None)] if start else []
+            path = [message_from_row(r, parse_time, self._blobs) for r in self._walk_rows(db, start, None)] if start else []
             copies = fork_plan(path)
             new_title, metadata = fork_details(source.title, source.metadata, conversation_id,
                                                path[-1].id if path else None, title)
@@ -415,13 +425,27 @@ class SQLiteStore(ConversationAccess):
                 raise StoreError(f"a conversation with id {target!r} already exists") from exc
             db.executemany(
                 "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-                " model, usage, latency_ms, finish_reason, error, token_counts, metadata)"
+                " model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments)"
                 " SELECT ?, ?, ?, kind, role, body, text, created_at, status, model, usage, latency_ms,"
-                " finish_reason, error, token_counts, ? FROM messages WHERE id = ?",
+                " finish_reason, error, token_counts, ?, attachments FROM messages WHERE id = ?",
                 [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
             )
+            db.executemany("INSERT INTO attachment_uses (message_id, sha256)"
+                           " SELECT ?, sha256 FROM attachment_uses WHERE message_id = ?",
+                           [(c.id, c.source.id) for c in copies])
             db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (copies[-1].id if copies else None, target))
         return self.get_conversation(target)
+
+    def _blobs(self, shas: list[str]) -> dict[str, bytes]:
+        """Attachments' bytes by SHA-256 (only a message that has some asks)."""
+        marks = ", ".join("?" * len(shas))
+        return {row[0]: bytes(row[1]) for row in self._all(
+            f"SELECT sha256, data FROM attachments WHERE sha256 IN ({marks})", tuple(shas))}
+
+    def attachment_stats(self) -> dict[str, int]:
+        """How many attachments the store keeps, and their bytes (each counted once)."""
+        row = self._one("SELECT count(*), coalesce(sum(size), 0) FROM attachments")
+        return {"attachments": int(row[0]), "attachment_bytes": int(row[1])}
 
     def calibration(self, server: str, model: str) -> Calibration:
         row = self._one("SELECT samples, worst, mean, window, updated_at FROM calibrations"
@@ -496,13 +520,13 @@ class SQLiteStore(ConversationAccess):
         row = self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         if row is None:
             raise MessageNotFound(message_id)
-        return message_from_row(row, parse_time)
+        return message_from_row(row, parse_time, self._blobs)
 
     def path(
         self, conversation_id: str, *, last: int | None = None, head_id: str | None = None
     ) -> list[StoredMessage]:
         rows = self._walk(MESSAGE_COLUMNS, conversation_id, last, head_id)
-        return [message_from_row(row, parse_time) for row in rows]
+        return [message_from_row(row, parse_time, self._blobs) for row in rows]
 
     def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
         """Only the message dicts of the current branch: what ``conversation.messages`` needs.
@@ -514,15 +538,15 @@ class SQLiteStore(ConversationAccess):
         with self._lock:
             head = self._require_conversation(self._db, conversation_id)
             rows = self._db.execute(
-                "SELECT id, parent_id, body FROM messages WHERE conversation_id = ? AND kind != 'summary'",
+                "SELECT id, parent_id, body, attachments FROM messages WHERE conversation_id = ? AND kind != 'summary'",
                 (conversation_id,),
             ).fetchall()
         by_id = {row[0]: row for row in rows}
         bodies, cursor = [], by_id.get(head)
         while cursor is not None:
-            bodies.append(cursor[2])
+            bodies.append(cursor)
             cursor = by_id.get(cursor[1])
-        return [json.loads(body) for body in reversed(bodies)]
+        return [body_from(row[2], row[3], self._blobs) if row[3] else json.loads(row[2]) for row in reversed(bodies)]
 
     def _walk(self, columns: str, conversation_id: str, last: int | None, head_id: str | None) -> list[Any]:
         with self._lock:
@@ -561,7 +585,7 @@ class SQLiteStore(ConversationAccess):
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND kind = ? ORDER BY seq",
             (conversation_id, kind),
         )
-        return [message_from_row(row, parse_time) for row in rows]
+        return [message_from_row(row, parse_time, self._blobs) for row in rows]
 
     def save_token_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
         if not counts:
@@ -608,7 +632,8 @@ class SQLiteStore(ConversationAccess):
         """
         with self._lock:
             return search_in(
-                self._db, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, parse_time),
+                self._db, query, columns=PREFIXED_MESSAGE_COLUMNS,
+                to_message=lambda row: message_from_row(row, parse_time, self._blobs),
                 conversation_id=conversation_id, role=role, model=model, since=since, until=until,
                 owner=owner, limit=limit, offset=offset,
             )
@@ -648,7 +673,7 @@ class SQLiteStore(ConversationAccess):
         rows = self._all(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE parent_id = ? ORDER BY seq", (message_id,)
         )
-        return [message_from_row(row, parse_time) for row in rows]
+        return [message_from_row(row, parse_time, self._blobs) for row in rows]
 
     def count_conversations(self) -> int:
         return int(self._one("SELECT count(*) FROM conversations")[0])

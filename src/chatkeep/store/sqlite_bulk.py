@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import StoreError
+from .attachments import Blob
 from .base import (
     StoredMessage,
     check_conversation_id,
@@ -53,12 +54,14 @@ def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> I
     plan = plan_import(item, conversation_id, known)
     db.executemany(
         "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-        " model, usage, finish_reason, metadata, source_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " model, usage, finish_reason, metadata, source_key, attachments)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), m.text,
           _time(m.source.created_at, now), m.source.status, m.source.model,
           None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
-          dumps(m.source.metadata), m.source.key) for m in plan.new],
+          dumps(m.source.metadata), m.source.key, m.refs_json) for m in plan.new],
     )
+    keep_attachments(db, [(m.id, m.blobs) for m in plan.new if m.blobs])
     current, left_by_import = db.execute(
         "SELECT head_id, import_head FROM conversations WHERE id = ?", (conversation_id,)
     ).fetchone()
@@ -73,6 +76,17 @@ def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> I
         summary.conversations_updated = 1
         db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
     return summary
+
+
+def keep_attachments(db: sqlite3.Connection, uses: Iterable[tuple[str, Iterable[Blob]]]) -> None:
+    """Store each payload once (by SHA-256) and note which messages use it, in the caller's transaction."""
+    now = format_time(utcnow())
+    for message_id, blobs in uses:
+        for blob in blobs:
+            db.execute("INSERT INTO attachments (sha256, media_type, size, data, created_at) VALUES (?, ?, ?, ?, ?)"
+                       " ON CONFLICT (sha256) DO NOTHING", (blob.sha256, blob.media_type, blob.size, blob.data, now))
+            db.execute("INSERT INTO attachment_uses (message_id, sha256) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       (message_id, blob.sha256))
 
 
 def import_into(

@@ -183,6 +183,29 @@ def m007_calibrations(db: sqlite3.Connection) -> None:
     )
 
 
+def m008_attachments(db: sqlite3.Connection) -> None:
+    """Images, audio and files kept once by content; a message lists where its payloads sat."""
+    _run(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN attachments TEXT;
+        CREATE TABLE attachments (
+            sha256      TEXT PRIMARY KEY,
+            media_type  TEXT NOT NULL,
+            size        INTEGER NOT NULL,
+            data        BLOB NOT NULL,
+            created_at  TEXT NOT NULL
+        );
+        CREATE TABLE attachment_uses (
+            message_id  TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            sha256      TEXT NOT NULL REFERENCES attachments(sha256),
+            PRIMARY KEY (message_id, sha256)
+        ) WITHOUT ROWID;
+        CREATE INDEX attachment_uses_sha256 ON attachment_uses(sha256)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
@@ -191,6 +214,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m005_import_heads,
     m006_search_words,
     m007_calibrations,
+    m008_attachments,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
