@@ -1,4 +1,4 @@
-"""Latency of one chat turn: chatkeep's Chat against the bare openai SDK call it wraps.
+"""Latency of one chat turn: chatkeep's Chat, and a captured client, against the bare openai SDK call.
 
 Both talk to the loopback server of the tests (tests/fakeopenai.py), which waits
 --latency-ms before every answer. The bare SDK is what a user writes without
@@ -8,7 +8,9 @@ to SQLite with its default durability (WAL, synchronous=NORMAL: no fsync per
 commit). Measured: the whole ``send`` turn; for streams, the time to the first
 text delta (from just before ``chat.stream(...)``, so the user message save is
 included) and the whole turn (the reply save included). Target: a chatkeep/SDK
-ratio of medians of at most 1.05.
+ratio of medians of at most 1.05. The "captured" rows run the bare SDK code
+itself through ``chatkeep.capture(client)`` (the one-line change for existing
+code); their target is at most 1 ms of storage per call at the median.
 
 Each system has its own client and its own growing conversations on the same
 server; turn i of one runs right next to turn i of the other, the first one
@@ -133,6 +135,52 @@ async def interleave(
     return times
 
 
+async def run_captured(server: FakeOpenAI, store: Any, turns: int, warmup: int, aio: bool) -> list[Any]:
+    """The bare SDK beside the same code through ``chatkeep.capture(client)`` (the one-line change)."""
+    from chatkeep import capture
+
+    # Two conversations apiece, told apart by their system message (identical histories would be
+    # one conversation to capture, rightly).
+    label = "captured, async" if aio else "captured"
+    sdk_lists: tuple[Msgs, Msgs] = ([{"role": "system", "content": "send"}], [{"role": "system", "content": "stream"}])
+    kept_lists: tuple[Msgs, Msgs] = ([{"role": "system", "content": f"send {label}"}],
+                                     [{"role": "system", "content": f"stream {label}"}])
+    if aio:
+        async with server.async_client() as sdk, server.async_client() as plain:
+            kept = capture(plain, store=store)
+            bare, keep = await interleave(
+                server, lambda i: abare_turn(sdk, *sdk_lists, i), lambda i: abare_turn(kept, *kept_lists, i),
+                turns, warmup, label)
+    else:
+        sync_sdk, kept = server.client(), capture(server.client(), store=store)
+
+        async def bare_step(i: int) -> Sample:
+            return bare_turn(sync_sdk, *sdk_lists, i)
+
+        async def keep_step(i: int) -> Sample:
+            return bare_turn(kept, *kept_lists, i)
+
+        bare, keep = await interleave(server, bare_step, keep_step, turns, warmup, label)
+    lines = []
+    for kept_list in kept_lists:
+        found = store.find_keys([f"chain:{chained_path(kept_list)}"])
+        where = next(iter(found.values()), None)
+        stored = len(store.path(where[0], head_id=where[1])) if where else 0
+        verdict = "OK" if stored == len(kept_list) else "LOST MESSAGES"
+        lines.append(f"{label} {kept_list[0]['content']}: {stored} messages on the captured path "
+                     f"(expected {len(kept_list)}) -> {verdict}")
+    return [bare, keep, lines]
+
+
+def chained_path(messages: Msgs) -> str:
+    from chatkeep.client.capture import chained
+
+    previous = ""
+    for message in messages:
+        previous = chained(previous, message)
+    return previous
+
+
 async def run(server: FakeOpenAI, store: Any, turns: int, warmup: int, aio: bool) -> list[Any]:
     sdk_lists: tuple[Msgs, Msgs] = ([], [])  # the send and the stream conversations
     convs = (store.new_conversation(title="send"), store.new_conversation(title="stream"))
@@ -210,9 +258,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             FakeOpenAI(default=reply, latency=args.latency_ms / 1000) as server, \
             open_store(Path(tmp) / "bench.db") as store:
-        for aio in (False,) if args.no_async else (False, True):
-            b, k, c = asyncio.run(run(server, store, args.turns, args.warmup, aio))
-            bare, keep, checks = {**bare, **b}, {**keep, **k}, checks + c
+        for way in (run, run_captured):
+            for aio in (False,) if args.no_async else (False, True):
+                b, k, c = asyncio.run(way(server, store, args.turns, args.warmup, aio))
+                bare, keep, checks = {**bare, **b}, {**keep, **k}, checks + c
     print(f"{args.turns} turns per row (+{args.warmup} warm-up); loopback server answering after "
           f"{args.latency_ms:g} ms; reply of {len(REPLY.split())} words in 16-character deltas")
     print("chatkeep store: SQLite, WAL, synchronous=NORMAL (the default: no fsync per commit)")

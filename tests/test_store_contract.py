@@ -229,6 +229,18 @@ def test_calibrations_are_kept_per_server_and_model(store: SQLiteStore | JSONFil
     assert store.calibration("http://b", "m").samples == 0
 
 
+def test_lookup_keys_find_messages_again(db_store: SQLiteStore) -> None:
+    conversation = db_store.new_conversation("k")
+    first = conversation.append(user("one"), keys=("chain:a",))
+    [second] = db_store.append_many("k", [Draft(user("two"), keys=("chain:b", "response:r1"))])
+    assert db_store.find_keys(["chain:a", "chain:b", "response:r1", "chain:missing"]) == {
+        "chain:a": ("k", first.id), "chain:b": ("k", second.id), "response:r1": ("k", second.id)}
+    newer = conversation.append(user("three"), keys=("response:r1",))  # a key given again moves on
+    assert db_store.find_keys(["response:r1"]) == {"response:r1": ("k", newer.id)}
+    db_store.delete_conversation("k")
+    assert db_store.find_keys(["chain:a"]) == {}
+
+
 # -- database stores ----------------------------------------------------------------
 
 

@@ -48,7 +48,7 @@ def as_item(item: Any) -> Item:
     """A detached plain-dict copy of an item given as a dict or an SDK (pydantic) object."""
     if hasattr(item, "model_dump") and not isinstance(item, Mapping):
         # exclude_unset keeps the item as the server sent it, extra fields included.
-        dumped = item.model_dump(mode="json", exclude_unset=True)
+        dumped = item.model_dump(mode="json", exclude_unset=True, warnings=False)
     elif isinstance(item, Mapping):
         dumped = copy.deepcopy(dict(item))
     else:

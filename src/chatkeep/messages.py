@@ -249,7 +249,7 @@ def to_message_dict(message: object, *, field: str = "message") -> MessageDict:
     """Return a plain-dict deep copy of a message given as a mapping or an SDK object."""
     if hasattr(message, "model_dump") and not isinstance(message, Mapping):
         # SDK models carry unset fields as None; the API's own replies omit them.
-        dumped = message.model_dump(exclude_unset=True, mode="json")
+        dumped = message.model_dump(exclude_unset=True, mode="json", warnings=False)
         if isinstance(dumped, dict):
             return dumped
     if not isinstance(message, Mapping):

@@ -23,6 +23,7 @@ def _conversation_row(store: AnyStore, record: ConversationRecord) -> dict[str, 
     return {
         "id": record.id, "title": record.title, "messages": store.count_messages(record.id),
         "created_at": record.created_at, "updated_at": record.updated_at, "owner": record.owner,
+        "source": record.metadata.get("source"),
     }
 
 
@@ -45,7 +46,8 @@ def list_(count: int, title: str | None, owner: str | None, db: str | None, as_j
         out.line("No conversations yet: start one with chatkeep chat", style="dim")
     out.table(
         ["id", "title", "messages", "updated"],
-        [[r["id"], r["title"] or "", str(r["messages"]), short_time(r["updated_at"])] for r in rows],
+        [[r["id"], (r["title"] or "") + (" [captured]" if r["source"] == "capture" else ""),
+          str(r["messages"]), short_time(r["updated_at"])] for r in rows],
     )
 
 

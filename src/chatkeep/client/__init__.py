@@ -6,6 +6,7 @@ Nothing here imports ``openai``: you pass in the client you made.
 from __future__ import annotations
 
 from .aio import AsyncChat, AsyncReplyStream
+from .capture import capture
 from .record import record_chunks, record_completion, recording
 from .responses import AsyncResponsesChat, AsyncResponsesStream, ResponsesChat, ResponsesReply, ResponsesStream
 from .sync import Chat, ReplyStream
@@ -23,6 +24,7 @@ __all__ = [
     "ResponsesChat",
     "ResponsesReply",
     "ResponsesStream",
+    "capture",
     "record_chunks",
     "record_completion",
     "recording",

@@ -61,7 +61,7 @@ def _dump(value: Any) -> Any:
     if value is None or isinstance(value, (dict, list, str, int, float)):
         return value
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_unset=True)
+        return value.model_dump(mode="json", exclude_unset=True, warnings=False)
     return value
 
 

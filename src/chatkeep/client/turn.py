@@ -132,7 +132,7 @@ def _dump(value: Any) -> Any:
     if value is None:
         return None
     if hasattr(value, "model_dump"):
-        return value.model_dump(exclude_unset=True, mode="json")
+        return value.model_dump(exclude_unset=True, mode="json", warnings=False)  # a parsed field warns
     return value
 
 

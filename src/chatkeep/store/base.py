@@ -156,6 +156,9 @@ class Draft:
     error: str | None = None
     token_counts: Mapping[str, int] | None = None
     metadata: Mapping[str, Any] | None = None
+    #: Lookup keys that find this message later (``Store.find_keys``): a chained hash of the
+    #: path to it, a response id. A key given again points to the newer message.
+    keys: tuple[str, ...] = ()
 
 
 def role_and_text(body: Mapping[str, Any], kind: str) -> tuple[str | None, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,9 +142,11 @@ class ConversationAccess:
         error: str | None = None,
         token_counts: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        keys: Sequence[str] = (),
     ) -> StoredMessage:
         """Validate and store one message in its own transaction, then return it (see ``Store.append``)."""
-        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata)
+        draft = Draft(message, kind, status, model, usage, latency_ms, finish_reason, error, token_counts, metadata,
+                      tuple(keys))
         return self.append_many(
             conversation_id, [draft], parent_id=parent_id, expect_head=expect_head, move_head=move_head
         )[0]

@@ -533,6 +533,10 @@ class JSONFileStore(ConversationAccess):
             self._check_id(conversation_id)
         return len(self._messages())
 
+    def find_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The tutorial's file keeps no lookup keys."""
+        return {}
+
     def attachment_stats(self) -> dict[str, int]:
         """The tutorial's file keeps payloads inline, in the messages: none is kept apart."""
         return {"attachments": 0, "attachment_bytes": 0}

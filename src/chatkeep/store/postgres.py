@@ -416,6 +416,12 @@ class PostgresStore(ConversationAccess):
             raise MessageNotFound(str(parent_id), conversation_id)
         if any(row.blobs for row in rows):
             keep_attachments(conn, [(row.id, row.blobs) for row in rows if row.blobs])
+        keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
+        if keyed:
+            conn.cursor().executemany(
+                "INSERT INTO message_keys (key, message_id, conversation_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id,"
+                " conversation_id = excluded.conversation_id", keyed)
         times = {row[0]: _utc(row[1]) for row in found}
         stored = stored_rows(conversation_id, rows, found[0][2], [times[row.id] for row in rows], bool(found[0][3]))
         return [replace(m, error=params["errors"][i]) for i, m in enumerate(stored)]
@@ -504,6 +510,10 @@ class PostgresStore(ConversationAccess):
             return conversation_from_row(done, _utc)
 
         return self._write(fork)
+
+    def find_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        rows = self._all("SELECT key, conversation_id, message_id FROM message_keys WHERE key = ANY(%s)", (list(keys),))
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def _blobs(self, shas: list[str]) -> dict[str, bytes]:
         return self._read(lambda conn: blobs_on(conn, shas))

@@ -187,6 +187,21 @@ def m006_attachments(conn: Connection[Any]) -> None:
     )
 
 
+def m007_message_keys(conn: Connection[Any]) -> None:
+    """Keys that find a message again: a chained hash of the path to it, a response id (capture's threading)."""
+    _run(
+        conn,
+        """
+        CREATE TABLE message_keys (
+            key             text PRIMARY KEY,
+            message_id      text NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            conversation_id text NOT NULL
+        );
+        CREATE INDEX message_keys_message ON message_keys (message_id)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
@@ -194,6 +209,7 @@ MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m004_search_words,
     m005_calibrations,
     m006_attachments,
+    m007_message_keys,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -99,6 +99,7 @@ class Store(Protocol):
         error: str | None = None,
         token_counts: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        keys: Sequence[str] = (),
     ) -> StoredMessage:
         """Add a message under ``parent_id`` and return it stored.
 
@@ -221,6 +222,10 @@ class Store(Protocol):
 
     def count_messages(self, conversation_id: str | None = None) -> int:
         """How many messages one conversation (or the whole store) holds."""
+        ...
+
+    def find_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The messages stored with these lookup keys (``Draft.keys``): ``{key: (conversation_id, message_id)}``."""
         ...
 
     def attachment_stats(self) -> dict[str, int]:

@@ -352,6 +352,11 @@ class SQLiteStore(ConversationAccess):
              for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)],
         )
         keep_attachments(db, [(row.id, row.blobs) for row in rows if row.blobs])
+        keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
+        if keyed:
+            db.executemany("INSERT INTO message_keys (key, message_id, conversation_id) VALUES (?, ?, ?)"
+                           " ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id,"
+                           " conversation_id = excluded.conversation_id", keyed)
         if moved:
             db.execute("UPDATE conversations SET updated_at = ?, head_id = ? WHERE id = ?",
                        (format_time(times[-1]), rows[-1].id, conversation_id))
@@ -435,6 +440,16 @@ class SQLiteStore(ConversationAccess):
                            [(c.id, c.source.id) for c in copies])
             db.execute("UPDATE conversations SET head_id = ? WHERE id = ?", (copies[-1].id if copies else None, target))
         return self.get_conversation(target)
+
+    def find_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(keys), 500):  # under SQLite's parameter limit
+            chunk = list(keys[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for key, conversation_id, message_id in self._all(
+                    f"SELECT key, conversation_id, message_id FROM message_keys WHERE key IN ({marks})", tuple(chunk)):
+                found[key] = (conversation_id, message_id)
+        return found
 
     def _blobs(self, shas: list[str]) -> dict[str, bytes]:
         """Attachments' bytes by SHA-256 (only a message that has some asks)."""

@@ -206,6 +206,21 @@ def m008_attachments(db: sqlite3.Connection) -> None:
     )
 
 
+def m009_message_keys(db: sqlite3.Connection) -> None:
+    """Keys that find a message again: a chained hash of the path to it, a response id (capture's threading)."""
+    _run(
+        db,
+        """
+        CREATE TABLE message_keys (
+            key             TEXT PRIMARY KEY,
+            message_id      TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            conversation_id TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX message_keys_message ON message_keys(message_id)
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
@@ -215,6 +230,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m006_search_words,
     m007_calibrations,
     m008_attachments,
+    m009_message_keys,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
