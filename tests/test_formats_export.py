@@ -85,7 +85,7 @@ def test_messages_export_of_a_branch_and_its_limits(samples: Path, store: SQLite
     assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     with pytest.raises(FormatError, match="unknown export format 'pdf'"):
         write_conversations(store, None, "pdf", io.StringIO())
-    assert EXPORT_FORMATS == ("messages", "jsonl", "markdown", "html")
+    assert EXPORT_FORMATS == ("messages", "jsonl", "markdown", "html", "openwebui")
 
 
 # -- JSONL ------------------------------------------------------------------------------

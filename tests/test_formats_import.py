@@ -28,10 +28,21 @@ SUPPORTED = {
     "other/sharegpt/fastchat_dummy_conversation.json": "sharegpt",
     "other/sharegpt/llamafactory_glaive_toolcall_en_demo.json": "sharegpt",
     "other/sharegpt/llamafactory_mllm_demo.json": "sharegpt",
+    # Issue 18: the formats of tests/test_import_*.py, and a ChatGPT conversation saved alone.
+    "chatgpt/chatgpt-exporter_image-generation.json": "chatgpt",
+    "claude/openwebui-importer_claude_example.json": "claude",
+    "openwebui/librechat_openwebui-export.json": "openwebui",
+    "openwebui/openwebui-importer_webui-json.json": "openwebui",
+    "librechat/librechat_librechat-tree.json": "librechat",
+    "librechat/librechat_librechat-opts-nonr-branches.json": "librechat",
+    "librechat/librechat_librechat-linear.json": "librechat",
+    "other/chatbot-ui/librechat_chatbotui-export.json": "chatbotui",
+    "other/llm/DERIVED_llm_logs_json_docs_example.json": "llm",
+    "other/deepseek/deepseek-exporter_test_chat_raw_2025-11-22.json": "deepseek",
+    "other/grok/openwebui-importer_grok_example.json": "grok",
+    "other/aistudio/openwebui-importer_aistudio_example.json": "aistudio",
 }
 UNSUPPORTED = [
-    "other/chatbot-ui/librechat_chatbotui-export.json",
-    "other/llm/DERIVED_llm_logs_json_docs_example.json",
     "other/responses_api/DERIVED_llm_test_responses_tool_use.decoded.json",
     "other/responses_api/llm_test_responses_tool_use.yaml",
     "other/chat_completions_traffic/DERIVED_llm_test_tool_use_chain_of_two_calls.decoded.json",
@@ -80,7 +91,9 @@ def test_detection_does_not_go_by_the_file_name(samples: Path, tmp_path: Path) -
     disguised = tmp_path / "notes.txt"
     shutil.copy(samples / "finetune/openai-cookbook_toy_chat_fine_tuning.jsonl", disguised)
     assert detect_format(disguised) == "jsonl"
-    assert set(IMPORT_FORMATS) == {"messages", "jsonl", "chatgpt", "sharegpt"}
+    assert set(IMPORT_FORMATS) == {"messages", "jsonl", "chatgpt", "sharegpt", "claude", "openwebui", "librechat",
+                                   "chatbotui", "llm", "deepseek", "grok", "aistudio", "llm-db", "agents-db",
+                                   "langchain-db"}
 
 
 # -- every sample, and importing twice -------------------------------------------

@@ -13,8 +13,11 @@ from .output import Output
 
 __all__ = ["export", "import_"]
 
-IMPORT_FORMATS = ["messages", "jsonl", "chatgpt", "sharegpt"]
-EXPORT_FORMATS = ["messages", "jsonl", "markdown", "html"]
+# Kept here rather than imported so that ``--help`` does not load the importers; tests/test_import_samples.py
+# checks they equal chatkeep.formats' own lists.
+IMPORT_FORMATS = ["messages", "jsonl", "chatgpt", "sharegpt", "claude", "openwebui", "librechat", "chatbotui", "llm",
+                  "deepseek", "grok", "aistudio", "llm-db", "agents-db", "langchain-db"]
+EXPORT_FORMATS = ["messages", "jsonl", "markdown", "html", "openwebui"]
 
 
 @click.command("import")
@@ -26,9 +29,13 @@ EXPORT_FORMATS = ["messages", "jsonl", "markdown", "html"]
 def import_(file: Path, format_: str | None, db: str | None) -> None:
     """Import conversations from FILE: all of them in one transaction, or none.
 
-    Formats: the tutorial's JSON array of messages, OpenAI fine-tuning JSONL, a
-    ChatGPT data export (conversations.json or the .zip), ShareGPT. Importing
-    the same file again adds nothing.
+    Files: the tutorial's JSON array of messages, OpenAI fine-tuning JSONL,
+    ShareGPT, exports of ChatGPT, claude.ai and DeepSeek (conversations.json
+    or the .zip), Open WebUI, LibreChat, Chatbot UI, Grok, Google AI Studio,
+    a DeepSeek chat's history, `llm logs --json`. Databases, opened read-only
+    and never changed: llm's logs.db, an Agents SDK session (SQLiteSession,
+    AdvancedSQLiteSession), LangChain's SQLChatMessageHistory. The content
+    tells the format; importing the same file again adds nothing.
     """
     from ..formats import detect_format, read_conversations
 
@@ -60,8 +67,9 @@ _FORMAT_BY_EXTENSION = {".md": "markdown", ".markdown": "markdown", ".html": "ht
 @click.option("--all", "everything", is_flag=True, help="Export every conversation (then name no ids).")
 @click.option("-f", "--format", "format_", type=click.Choice(EXPORT_FORMATS),
               help="messages: the tutorial's JSON array; jsonl: one conversation a line, fine-tuning shaped; "
-                   "markdown; html: a self-contained page. Default: from the -o file's extension (.md, "
-                   ".markdown, .html, .htm, .jsonl, .json), else markdown.")
+                   "markdown; html: a self-contained page; openwebui: Open WebUI's import file, every branch "
+                   "kept. Default: from the -o file's extension (.md, .markdown, .html, .htm, .jsonl, .json), "
+                   "else markdown.")
 @click.option("--branch", metavar="MESSAGE", help="Export the branch ending at this message instead of the current one.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
 @db_option

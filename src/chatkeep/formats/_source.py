@@ -33,8 +33,12 @@ __all__ = [
     "content_hash",
     "epoch",
     "first_line",
+    "iso_time",
     "json_array",
     "json_lines",
+    "json_object_array",
+    "load_json",
+    "moment",
     "open_export",
     "open_plain",
     "too_deep",
@@ -125,6 +129,51 @@ def epoch(value: Any) -> datetime | None:
         return None
 
 
+def iso_time(value: Any) -> datetime | None:
+    """An ISO 8601 time (``2025-06-21T19:28:21.177Z``, ``+08:00``, no zone: UTC) as aware UTC; ``None`` otherwise."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python before 3.11 reads at most 6 fractional digits; some writers send 7 or 9.
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return epoch(parsed.timestamp())
+
+
+def moment(value: Any) -> datetime | None:
+    """A time in any form an export writes: Unix seconds or milliseconds, ISO 8601, or MongoDB's ``{"$date": ...}``.
+
+    Milliseconds are told from seconds by size (a value past the year 5000 in
+    seconds is taken as milliseconds); ``None`` when absent or absurd.
+    """
+    if isinstance(value, dict) and "$date" in value:
+        value = value["$date"]
+        if isinstance(value, dict):
+            value = value.get("$numberLong")
+            value = int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return epoch(value / 1000)
+    if isinstance(value, str):
+        stripped = value.strip()
+        try:
+            value = float(stripped) if stripped else value
+        except ValueError:
+            return iso_time(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e11:
+        value = value / 1000
+    return epoch(value)
+
+
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether a parsed value nests deeper than ``limit`` (walked without recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -158,8 +207,8 @@ def open_plain(path: PathLike) -> Iterator[IO[bytes]]:
         raise FormatError(f"cannot open: {exc.strerror or exc}", file=label) from exc
     with stream:
         if stream.read(4) in _ZIP_MAGIC:
-            raise FormatError("a zip archive: only ChatGPT export zips can be imported (format 'chatgpt')",
-                              file=label)
+            raise FormatError("a zip archive: only exports holding conversations.json (ChatGPT, claude.ai, DeepSeek)"
+                              " can be imported as zips", file=label)
         stream.seek(0)
         yield _skip_bom(stream)
 
@@ -183,7 +232,8 @@ def _export_entry(archive: zipfile.ZipFile, label: str) -> zipfile.ZipInfo:
     candidates = [info for info in archive.infolist()
                   if not info.is_dir() and info.filename.replace("\\", "/").split("/")[-1] == EXPORT_ENTRY]
     if not candidates:
-        raise FormatError(f"a zip archive without {EXPORT_ENTRY}: not a ChatGPT data export", file=label)
+        raise FormatError(f"a zip archive without {EXPORT_ENTRY}: not a ChatGPT, claude.ai or DeepSeek export",
+                          file=label)
     # The export keeps it at the top; a re-zipped folder puts it one level down.
     return min(candidates, key=lambda info: info.filename.count("/"))
 
@@ -271,6 +321,78 @@ def json_array(stream: IO[bytes], label: str, what: str) -> Iterator[tuple[int, 
         raise FormatError(f"{what}[{count}]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
     except READ_ERRORS as exc:
         raise FormatError(f"cannot read past {what}[{count}]: {first_line(exc)}", file=label) from exc
+
+
+def json_object_array(stream: IO[bytes], label: str, key: str, what: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, element)`` for each element of the array under a top-level object's ``key``, one at a time.
+
+    For exports that wrap their list (``{"conversations": [...]}``): like
+    :func:`json_array`, memory holds one element. Other top-level keys are
+    skipped; a missing or non-array ``key`` raises naming it.
+    """
+    count = 0
+    builder: Any = None
+    depth = 0
+    found = False
+    item_prefix = f"{key}.item"
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            if builder is not None:
+                builder.event(event, value)
+                if event in _STARTS:
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise FormatError(f"{what}[{count}]: nested deeper than {MAX_DEPTH} levels", file=label)
+                elif event in _ENDS:
+                    depth -= 1
+                    if depth == 0:
+                        yield count, builder.value
+                        count, builder = count + 1, None
+                continue
+            if prefix == "" and event not in ("start_map", "map_key", "end_map"):
+                raise FormatError(f"expected a JSON object with {key!r}", file=label)
+            if prefix == key and event not in ("start_array", "end_array"):
+                raise FormatError(f"{key}: expected a JSON array of {what}", file=label)
+            if prefix == key and event == "start_array":
+                found = True
+            elif prefix == item_prefix and event in _STARTS:
+                builder, depth = ObjectBuilder(), 1
+                builder.event(event, value)
+            elif prefix == item_prefix and event not in _ENDS:
+                yield count, value
+                count += 1
+    except ijson.JSONError as exc:
+        raise FormatError(f"invalid JSON in or after {what}[{count}]: {first_line(exc)}", file=label) from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{what}[{count}]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
+    except READ_ERRORS as exc:
+        raise FormatError(f"cannot read past {what}[{count}]: {first_line(exc)}", file=label) from exc
+    if not found:
+        raise FormatError(f"no {key!r} list: not this format", file=label)
+
+
+def load_json(path: PathLike, label: str) -> Any:
+    """A whole JSON file, for formats that hold one conversation; errors name the line and column.
+
+    The standard ``json`` module keeps what the C streaming parser cannot (lone
+    surrogates, which ``json.dump`` writes as ``\\udxxx`` escapes).
+    """
+    with open_plain(path) as stream:
+        try:
+            raw = stream.read()
+        except OSError as exc:
+            raise FormatError(f"cannot read: {exc.strerror or exc}", file=label) from exc
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=label) from exc
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"invalid JSON: {exc.msg}", file=label, line=exc.lineno, column=exc.colno) from exc
+    except RecursionError as exc:
+        raise FormatError(f"nested deeper than {MAX_DEPTH} levels", file=label) from exc
+    if too_deep(value):
+        raise FormatError(f"nested deeper than {MAX_DEPTH} levels", file=label)
+    return value
 
 
 def _read_line(stream: IO[bytes]) -> tuple[bytes, bool]:

@@ -1,4 +1,7 @@
-"""Importing a ChatGPT data export: its ``conversations.json``, or the export's zip.
+"""Importing a ChatGPT data export: its ``conversations.json``, the export's zip, or one conversation.
+
+One conversation is the object ChatGPT's web app serves for a chat (what
+browser exporters save): the same shape as an element of the export's list.
 
 Every branch is kept. The export's ``mapping`` is a tree of nodes; each node
 whose message is kept becomes a stored message under its nearest kept
@@ -15,14 +18,27 @@ contents are mapped is described in :mod:`.chatgpt_content`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, checked_message, content_hash, epoch, json_array, open_export
+from ._source import (
+    MAX_DEPTH,
+    PathLike,
+    Report,
+    checked_message,
+    content_hash,
+    epoch,
+    first_line,
+    json_array,
+    open_export,
+    too_deep,
+)
+from ._tree import newest_leaf
 from .chatgpt_content import map_message
 
 __all__ = ["read_chatgpt"]
@@ -35,13 +51,31 @@ _STATUS: dict[str, MessageStatus] = {
 _FINISH_REASONS = {"stop": "stop", "max_tokens": "length"}
 
 
+def _items(stream: IO[bytes], label: str) -> Iterator[tuple[str, Any]]:
+    """Each conversation with its place: ``conversations[3]``, or ``conversation`` for a file holding one."""
+    position = stream.tell()
+    start = stream.read(4096).lstrip()[:1]
+    stream.seek(position)
+    if start != b"{":
+        for index, item in json_array(stream, label, "conversations"):
+            yield f"conversations[{index}]", item
+        return
+    try:
+        item = json.loads(stream.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"not one JSON conversation: {first_line(exc)}", file=label) from exc
+    if too_deep(item):
+        raise FormatError(f"conversation: nested deeper than {MAX_DEPTH} levels", file=label)
+    yield "conversation", item
+
+
 def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
     """Yield the conversations of a ChatGPT export one at a time."""
     with open_export(path) as (stream, label):
         report = Report(label, warnings)
-        for index, item in json_array(stream, label, "conversations"):
+        for where, item in _items(stream, label):
             try:
-                conversation = _conversation(item, f"conversations[{index}]", report)
+                conversation = _conversation(item, where, report)
             except FormatError as error:
                 report.skip(error)
                 continue
@@ -130,13 +164,6 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     )
 
 
-def _newest_leaf(messages: list[ImportMessage]) -> str | None:
-    parents = {imported.parent_key for imported in messages}
-    leaves = [(imported.created_at.timestamp() if imported.created_at else float("-inf"), i, imported.key)
-              for i, imported in enumerate(messages) if imported.key not in parents]
-    return max(leaves)[2] if leaves else None
-
-
 def _conversation(item: Any, where: str, report: Report) -> ImportConversation | None:
     label = report.label
     if not isinstance(item, dict):
@@ -172,10 +199,10 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     current = item.get("current_node")
     head = kept_of.get(current) if isinstance(current, str) else None
     if not isinstance(current, str) or current not in nodes:
-        head = _newest_leaf(messages)
+        head = newest_leaf(messages)
         report.note(f"{name}: current_node {current!r} is not in the mapping; the head is the newest leaf, {head}")
     elif head is None:  # the current node and all above it were left out
-        head = _newest_leaf(messages)
+        head = newest_leaf(messages)
     title = item.get("title")
     details = {field: item[field] for field in ("default_model_slug", "gizmo_id", "is_archived")
                if isinstance(item.get(field), (str, bool))}

@@ -1,12 +1,27 @@
 """Telling import formats apart by their content, never by the file's name.
 
-A zip holding ``conversations.json`` is a ChatGPT export. A JSON array is
-told by its first element: an object with ``mapping`` is a ChatGPT
-conversation, one with ``conversations`` (or ``messages`` beside it) a
-ShareGPT record, one with ``role`` a chat message of the tutorial's file.
-Lines of JSON objects with ``messages`` are fine-tuning JSONL, with
-``conversations`` ShareGPT. Only the first element, or the first few lines,
-is read.
+- An SQLite database is told by its tables: llm's ``logs.db``, an Agents SDK
+  session, LangChain's ``message_store``.
+- A zip holding ``conversations.json`` is a ChatGPT, claude.ai or DeepSeek
+  export, told as that file is.
+- A JSON array is told by its first element: ``mapping`` is a ChatGPT
+  conversation (a DeepSeek one when its messages have ``fragments``),
+  ``chat_messages`` a claude.ai conversation, ``chat`` or ``history`` an Open
+  WebUI chat, ``conversation_id`` with ``prompt`` and ``response`` a row of
+  ``llm logs --json``, ``conversations`` (or ``messages`` beside it) a ShareGPT
+  record, ``role`` a chat message of the tutorial's file.
+- Lines of JSON objects with ``messages`` are fine-tuning JSONL, with
+  ``conversations`` ShareGPT.
+- A JSON object is told by its keys, read as they stream by: ``mapping`` (one
+  ChatGPT conversation), ``conversationId`` with ``messages`` or
+  ``messagesTree`` (LibreChat), ``history`` as a list (Chatbot UI) or as an
+  object (one Open WebUI chat), ``chat`` (one Open WebUI record),
+  ``data.biz_data.chat_messages`` (DeepSeek), ``conversations`` of
+  ``{conversation, responses}`` (Grok), ``chunkedPrompt`` (Google AI Studio),
+  ``chat_messages`` (one claude.ai conversation).
+
+Only the first element, the first few lines, or the object's keys up to the
+first that decides, are read.
 """
 
 from __future__ import annotations
@@ -15,13 +30,19 @@ import json
 import os
 from typing import IO, Any
 
-from ..errors import FormatError
-from ._source import PathLike, json_array, open_export, open_plain
+import ijson
 
-__all__ = ["IMPORT_FORMATS", "detect_format"]
+from ..errors import FormatError
+from ._source import READ_ERRORS, PathLike, first_line, json_array, open_export, open_plain
+from ._sqlite import database_format, is_sqlite
+
+__all__ = ["DATABASE_FORMATS", "IMPORT_FORMATS", "detect_format"]
 
 #: The formats ``read_conversations`` reads.
-IMPORT_FORMATS = ("messages", "jsonl", "chatgpt", "sharegpt")
+IMPORT_FORMATS = ("messages", "jsonl", "chatgpt", "sharegpt", "claude", "openwebui", "librechat", "chatbotui", "llm",
+                  "deepseek", "grok", "aistudio", "llm-db", "agents-db", "langchain-db")
+#: The formats that are SQLite databases, opened read-only.
+DATABASE_FORMATS = ("llm-db", "agents-db", "langchain-db")
 
 _PEEK_LINES = 20
 _PEEK_BYTES = 8 * 2**20
@@ -34,11 +55,24 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}" if value is not None else "null"
 
 
+def _mapping_format(first: dict[str, Any]) -> str:
+    nodes = first["mapping"].values()
+    if any(isinstance(n, dict) and isinstance(n.get("message"), dict) and "fragments" in n["message"] for n in nodes):
+        return "deepseek"
+    return "deepseek" if "inserted_at" in first and "create_time" not in first else "chatgpt"
+
+
 def _array_format(first: Any) -> str | None:
     if not isinstance(first, dict):
         return None
     if isinstance(first.get("mapping"), dict):
-        return "chatgpt"
+        return _mapping_format(first)
+    if isinstance(first.get("chat_messages"), list):
+        return "claude"
+    if isinstance(first.get("chat"), dict) or isinstance(first.get("history"), dict):
+        return "openwebui"
+    if "conversation_id" in first and "prompt" in first and "response" in first:
+        return "llm"
     if isinstance(first.get("conversations"), list) or isinstance(first.get("messages"), list):
         return "sharegpt"
     if isinstance(first.get("role"), str):
@@ -52,6 +86,43 @@ def _line_format(record: Any) -> str | None:
     if isinstance(record, dict) and isinstance(record.get("conversations"), list):
         return "sharegpt"
     return None
+
+
+#: ``(prefix, event, value)`` of a JSON object's parse events that decide its format.
+_DECIDING: dict[tuple[str, str, Any], str] = {
+    ("", "map_key", "mapping"): "chatgpt",
+    ("", "map_key", "messagesTree"): "librechat",
+    ("", "map_key", "chunkedPrompt"): "aistudio",
+    ("", "map_key", "chat_messages"): "claude",
+    ("history", "start_array", None): "chatbotui",
+    ("history", "map_key", "messages"): "openwebui",
+    ("history", "map_key", "currentId"): "openwebui",
+    ("chat", "map_key", "history"): "openwebui",
+    ("data.biz_data", "map_key", "chat_messages"): "deepseek",
+    ("data.biz_data", "map_key", "chat_session"): "deepseek",
+    ("conversations.item", "map_key", "responses"): "grok",
+    ("conversations.item", "map_key", "conversation"): "grok",
+}
+
+
+def _from_object(stream: IO[bytes], label: str) -> str:
+    """A JSON object's format, from its keys as they stream by."""
+    keys: list[str] = []
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            found = _DECIDING.get((prefix, event, value if event == "map_key" else None))
+            if found is not None:
+                return found
+            if prefix == "" and event == "map_key":
+                keys.append(value)
+                if "conversationId" in keys and "messages" in keys:
+                    return "librechat"
+    except ijson.JSONError as exc:
+        raise FormatError(f"not a format chatkeep imports: invalid JSON ({first_line(exc)})", file=label) from exc
+    except (UnicodeDecodeError, *READ_ERRORS) as exc:
+        raise FormatError(f"not a format chatkeep imports: {first_line(exc)}", file=label) from exc
+    shown = ", ".join(sorted(keys)[:8])
+    raise FormatError(f"not a format chatkeep imports: a JSON object with keys {shown or 'none'}", file=label)
 
 
 def _from_lines(stream: IO[bytes], label: str) -> str:
@@ -77,15 +148,48 @@ def _from_lines(stream: IO[bytes], label: str) -> str:
                       file=label)
 
 
+def _from_braces(stream: IO[bytes], label: str) -> str:
+    """A file that starts with ``{``: one JSON object (pretty-printed or on one line), or JSON Lines."""
+    position = stream.tell()
+    try:
+        first = json.loads(stream.readline(_PEEK_BYTES).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        first = None
+    stream.seek(position)
+    try:
+        # Keys decide as they stream by; JSON Lines stops the parser at its second line.
+        return _from_object(stream, label)
+    except FormatError:
+        if not isinstance(first, dict):  # not a line of JSON Lines: the object's own error says it best
+            raise
+        stream.seek(position)
+        return _from_lines(stream, label)
+
+
+def _from_array(stream: IO[bytes], label: str) -> str:
+    for _, first in json_array(stream, label, "items"):
+        found = _array_format(first)
+        if found is None:
+            raise FormatError(f"not a format chatkeep imports: the first item is {_describe(first)}", file=label)
+        return found
+    return "messages"  # [] is the tutorial's file before its first message
+
+
 def detect_format(path: PathLike) -> str:
-    """Say which import format a file holds: ``messages``, ``jsonl``, ``chatgpt`` or ``sharegpt``.
+    """Say which import format a file holds, one of :data:`IMPORT_FORMATS`.
 
     Raises ``FormatError`` naming the file when the content is none of them.
     """
     label = os.fspath(path)
+    if is_sqlite(path):
+        return database_format(path)
     with open_export(path) as (stream, inner):
-        if inner != label:
-            return "chatgpt"  # a zip holding conversations.json
+        if inner != label:  # a zip holding conversations.json: ChatGPT's, claude.ai's or DeepSeek's
+            found = _from_array(stream, inner)
+            if found not in ("chatgpt", "claude", "deepseek"):
+                raise FormatError(f"conversations.json holds {found} records, not an export chatkeep reads from a zip",
+                                  file=label)
+            return found
     with open_plain(path) as stream:
         position = stream.tell()
         start = stream.read(4096).lstrip()[:1]
@@ -93,13 +197,7 @@ def detect_format(path: PathLike) -> str:
         if not start:
             raise FormatError("empty file: nothing to import", file=label)
         if start == b"{":
-            return _from_lines(stream, label)
+            return _from_braces(stream, label)
         if start != b"[":
-            raise FormatError("not a format chatkeep imports: not JSON or JSON Lines", file=label)
-        for _, first in json_array(stream, label, "items"):
-            found = _array_format(first)
-            if found is None:
-                raise FormatError(f"not a format chatkeep imports: the first item is {_describe(first)}",
-                                  file=label)
-            return found
-    return "messages"  # [] is the tutorial's file before its first message
+            raise FormatError("not a format chatkeep imports: not JSON, JSON Lines or an SQLite database", file=label)
+        return _from_array(stream, label)

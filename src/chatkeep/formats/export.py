@@ -1,8 +1,9 @@
-"""Writing conversations out: the tutorial's JSON array, fine-tuning JSONL, Markdown, HTML.
+"""Writing conversations out: the tutorial's JSON array, fine-tuning JSONL, Markdown, HTML, Open WebUI.
 
 Each conversation is written as one branch: the current one, or the path from
-the root to the message named by ``branch``. Exporting the whole store reads
-conversations a page at a time, so memory holds one conversation, not all.
+the root to the message named by ``branch``; Open WebUI's file holds every
+branch, with that one current. Exporting the whole store reads conversations
+a page at a time, so memory holds one conversation, not all.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from typing import Any, TextIO, Union
 
 from ..errors import FormatError
 from ..items import branch_to_chat, response_item_to_chat
+from ..store.base import ConversationRecord
 from ..store.protocol import Store
 from .jsonl import RECORD_KEYS
+from .openwebui_export import write_openwebui
 from .render import Exported, html_conversation, html_end, html_start, markdown_conversation
 
 __all__ = ["EXPORT_FORMATS", "write_conversations"]
 
 #: The formats ``write_conversations`` writes.
-EXPORT_FORMATS = ("messages", "jsonl", "markdown", "html")
+EXPORT_FORMATS = ("messages", "jsonl", "markdown", "html", "openwebui")
 _PAGE = 100
 _RECORD_TYPES: dict[str, type] = {"tools": list, "parallel_tool_calls": bool, "functions": list}
 
@@ -53,6 +56,27 @@ def _selected(store: Store, ids: list[str] | None, branch: str | None) -> Iterat
         page = store.list_conversations(limit=_PAGE, offset=offset)
         for record in page:
             yield Exported(record, store.path(record.id))
+        if len(page) < _PAGE:
+            return
+        offset += len(page)
+
+
+def _records(store: Store, ids: list[str] | None, branch: str | None) -> Iterator[ConversationRecord]:
+    """The selected conversations' records; with ``branch``, its conversation with that message as the head."""
+    if branch is not None:
+        conversation_id = store.get_message(branch).conversation_id
+        if ids is not None and ids != [conversation_id]:
+            raise FormatError(f"branch {branch!r} is a message of conversation {conversation_id!r}:"
+                              " export that one conversation")
+        yield replace(store.get_conversation(conversation_id), head_id=branch)
+        return
+    if ids is not None:
+        yield from (store.get_conversation(conversation_id) for conversation_id in ids)
+        return
+    offset = 0
+    while True:
+        page = store.list_conversations(limit=_PAGE, offset=offset)
+        yield from page
         if len(page) < _PAGE:
             return
         offset += len(page)
@@ -220,8 +244,10 @@ def write_conversations(
     byte for byte what ``json.dump(messages, f, indent=2)`` writes: one
     conversation only), ``jsonl`` (a fine-tuning record per conversation, with
     its ``tools``), ``markdown`` or ``html`` (documents to read, in which no
-    message can inject HTML or script). ``branch`` is a message id: the path
-    from the root to it is written instead of the current branch.
+    message can inject HTML or script), ``openwebui`` (Open WebUI's import
+    file: every branch, the current one as its ``currentId``). ``branch`` is a
+    message id: the path from the root to it is written instead of the
+    current branch (for ``openwebui``: it is the current one).
     """
     if format not in EXPORT_FORMATS:
         raise FormatError(f"unknown export format {format!r} (expected one of {', '.join(EXPORT_FORMATS)})")
@@ -232,6 +258,8 @@ def write_conversations(
     single = branch is not None or (ids is not None and len(ids) == 1)
 
     def write(stream: TextIO) -> int:
+        if format == "openwebui":
+            return write_openwebui(stream, store, _records(store, ids, branch))
         items = _selected(store, ids, branch)
         if format == "messages":
             return _write_messages(stream, items)

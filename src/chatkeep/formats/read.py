@@ -8,10 +8,21 @@ from collections.abc import Callable, Iterator
 from ..errors import FormatError
 from ..store.bulk import ImportConversation
 from ._source import PathLike
+from .agents_db import read_agents_db
+from .aistudio import read_aistudio
+from .chatbotui import read_chatbotui
 from .chatgpt import read_chatgpt
+from .claude import read_claude
+from .deepseek import read_deepseek
 from .detect import IMPORT_FORMATS, detect_format
+from .grok import read_grok
 from .jsonl import read_jsonl
+from .langchain_db import read_langchain_db
+from .librechat import read_librechat
+from .llm_db import read_llm_db
+from .llm_json import read_llm_json
 from .messages import read_messages
+from .openwebui import read_openwebui
 from .sharegpt import read_sharegpt
 
 __all__ = ["read_conversations"]
@@ -22,6 +33,17 @@ _READERS: dict[str, _Reader] = {
     "jsonl": read_jsonl,
     "chatgpt": read_chatgpt,
     "sharegpt": read_sharegpt,
+    "claude": read_claude,
+    "openwebui": read_openwebui,
+    "librechat": read_librechat,
+    "chatbotui": read_chatbotui,
+    "llm": read_llm_json,
+    "deepseek": read_deepseek,
+    "grok": read_grok,
+    "aistudio": read_aistudio,
+    "llm-db": read_llm_db,
+    "agents-db": read_agents_db,
+    "langchain-db": read_langchain_db,
 }
 
 
@@ -30,8 +52,10 @@ def read_conversations(
 ) -> Iterator[ImportConversation]:
     """Yield the conversations in a file, one at a time, for ``store.import_conversations``.
 
-    ``format`` is one of ``messages``, ``jsonl``, ``chatgpt``, ``sharegpt``;
-    without it the content decides (:func:`detect_format`). Only an unknown
+    ``format`` is one of :data:`IMPORT_FORMATS` (``chatgpt``, ``claude``,
+    ``openwebui``, ``llm-db``...); without it the content decides
+    (:func:`detect_format`). A database (``llm-db``, ``agents-db``,
+    ``langchain-db``) is opened read-only and never changed. Only an unknown
     ``format`` raises at once: nothing is read until the first conversation is
     asked for, so inside an import every error, an unreadable file included,
     undoes the whole import.
