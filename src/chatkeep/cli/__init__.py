@@ -17,9 +17,21 @@ EPILOG = """Exit codes: 0 success, 1 error (bad input, not found, store),
 130 interrupted."""
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print ``chatkeep 0.2.0 (Python 3.11.7, SQLite 3.40.1)``: what a bug report needs."""
+    if not value or ctx.resilient_parsing:
+        return
+    import platform
+    import sqlite3
+
+    click.echo(f"chatkeep {__version__} (Python {platform.python_version()}, SQLite {sqlite3.sqlite_version})")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
-@click.version_option(__version__, prog_name="chatkeep")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the chatkeep, Python and SQLite versions and exit.")
 def main() -> None:
     """Keep OpenAI chat conversations: saved every turn, resumable, searchable."""
 
