@@ -22,12 +22,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from peers import goals  # noqa: E402
 from peers.common import Row  # noqa: E402
 from peers.report import Machine, markdown, now, table  # noqa: E402
 
 # In the order they run: cheap and telling first, the million-message build late.
 WORKLOADS = {
     "storage": "Append, and read the last 20 and all",
+    "postgres": "PostgreSQL: append, and read the last 20 and all",
     "trim": "Build the next turn's context",
     "turns": "A chat turn's overhead",
     "search": "Search, and the CLI's cold start",
@@ -90,6 +92,8 @@ def main() -> None:
     elapsed = time.perf_counter() - clock
     print()
     print(table(rows))
+    print()
+    print(goals.table(rows))
     if failures:
         print("\nfailed:\n" + "\n".join(failures))
     text = markdown(rows, machine=Machine.here(), started=started, elapsed_s=elapsed,

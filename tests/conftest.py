@@ -13,12 +13,13 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point chatkeep's default data dir into tmp_path and drop OPENAI_* and CHATKEEP_* settings."""
+    """Point chatkeep's data and config dirs into tmp_path and drop OPENAI_* and CHATKEEP_* settings."""
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "CHATKEEP_")):
             monkeypatch.delenv(name)
     data_home = tmp_path / "xdg-data"
     monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # no settings file from outside
     yield data_home
 
 

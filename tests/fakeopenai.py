@@ -68,6 +68,10 @@ ends the body cleanly before the terminal event; `no_choices()` answers a
 response with an empty `output`. Usage is in the Responses shape
 (`input_tokens`...): pass `responses_usage(...)`, or a chat-shaped
 `make_usage(...)`, which is converted.
+
+`/v1/conversations` and its items, the stored responses `previous_response_id`
+may name (unknown or expired: 404), and `conversation=` on `/v1/responses` are
+served by `server.conversations` (tests/fakeconversations.py).
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
+
+from fakeconversations import FakeConversations
 
 __all__ = [
     "FakeOpenAI",
@@ -644,7 +650,7 @@ def _response(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     complete = reply.finish_reason != "length"
     output = _output_items(reply, "completed" if complete else "incomplete")
     now = int(time.time())
-    return {
+    payload: dict[str, Any] = {
         "id": _hex_id("resp_"), "object": "response", "created_at": now,
         "status": "completed" if complete else "incomplete", "background": False,
         "completed_at": now if complete else None, "error": None,
@@ -658,6 +664,10 @@ def _response(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []), "top_p": 1.0,
         "truncation": "disabled", "usage": _responses_usage(reply, body), "user": None, "metadata": {},
     }
+    conversations = body.get("__conversations__")
+    if isinstance(conversations, FakeConversations) and reply.kind in ("text", "tool_calls", "items"):
+        conversations.record(body, payload)  # stored for previous_response_id, added to its conversation
+    return payload
 
 
 def _part_events(item: dict[str, Any], index: int, size: int) -> list[dict[str, Any]]:
@@ -797,7 +807,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.command == "POST" and path == "/v1/chat/completions":
                 self._chat(fake._next_reply(), body if isinstance(body, dict) else {})
             elif self.command == "POST" and path == "/v1/responses":
-                self._chat(fake._next_reply(), body if isinstance(body, dict) else {}, responses=True)
+                refused = fake.conversations.refusal(body if isinstance(body, dict) else {})
+                if refused is not None:  # before a scripted reply is taken: the retry gets it
+                    self._send_json(*refused)
+                else:
+                    self._chat(fake._next_reply(), body if isinstance(body, dict) else {}, responses=True)
+            elif (answer := fake.conversations.route(self.command, path, urlsplit(self.path).query, body)) is not None:
+                self._send_json(*answer)
             elif self.command == "GET" and path == "/v1/models":
                 self._send_json(200, _models_payload(fake.model))
             elif fake.model is not None and self.command == "GET" and path in ("/props", "/v1/props"):
@@ -843,6 +859,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(*refused)
                 return
             body = {**body, "__model__": model}
+        if responses:
+            body = {**body, "__conversations__": self.server.fake.conversations}
         if reply.kind == "echo":
             reply = replace(reply, kind="text", content=f"{reply.content}{last_user_text(body)}")
         if model is not None and reply.kind == "text" and reply.content:
@@ -934,6 +952,8 @@ class FakeOpenAI:
         self.latency: float = latency
         #: An open model's tokenizer and window, for chat requests (None: count loosely, refuse nothing).
         self.model: SimulatedModel | None = model
+        #: The Conversations API's state and the stored responses (tests/fakeconversations.py).
+        self.conversations = FakeConversations()
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()

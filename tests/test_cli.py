@@ -90,7 +90,7 @@ def filled(db: Path) -> Path:
 
 def test_list_show_search_and_stats(filled: Path) -> None:
     env = environment(filled)
-    assert normalize(run(env, "list").out) == "eggs\tBoiling eggs\t1\t<time>\nweather\tWeather in Paris\t2\t<time>\n"
+    assert normalize(run(env, "list").out) == "eggs\tBoiling eggs\t1\t<time>\t\nweather\tWeather in Paris\t2\t<time>\t\n"
     assert run(env, "list", "-q", "paris").out.startswith("weather\t")
     assert normalize(run(env, "show", "weather").out) == (
         "# Weather in Paris\n"

@@ -275,7 +275,8 @@ def test_a_failed_open_keeps_no_file_open(tmp_path: Path) -> None:
 
 UNPRIVILEGED = """
 import os, sys
-import chatkeep, chatkeep.store.sqlite, chatkeep.store.jsonfile, sqlite3, json, filelock, encodings.idna
+# Loaded before dropping privileges: this machine's Python lives where the unprivileged user cannot read.
+import chatkeep, chatkeep.store.sqlite, chatkeep.store.jsonfile, sqlite3, json, filelock, encodings.idna, msgspec, ulid
 if os.geteuid() == 0:  # read as someone the file modes apply to
     os.setgid(65534)
     os.setuid(65534)

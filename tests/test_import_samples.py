@@ -45,7 +45,8 @@ SAMPLES = {
     "plain/DERIVED_llm_cassette_tool_calls_messages.json": "messages",
     "plain/chatgpt-cli_history.json": "messages",
 }
-#: API traffic recordings are not conversation files; the Conversations API examples are another issue's.
+#: API traffic recordings are not conversation files; the Conversations API examples are a server's answers,
+#: which tests/test_conversations_api.py checks the loopback server and the import against.
 NOT_CONVERSATION_FILES = ("other/chat_completions_traffic/", "other/responses_api/", "other/conversations_api/")
 #: The database schemas, and the tests that build such a database with the library that owns it.
 SCHEMAS = {

@@ -26,9 +26,22 @@ from chatkeep import (
 )
 from chatkeep.store import ANY, Draft, SQLiteStore
 
+#: An encrypted SQLite store (SQLCipher, tests/test_encryption.py) runs the suite too; a raw key opens it fast.
+ENCRYPTED_KEY = "x'" + "c4" * 32 + "'"
 
-@pytest.fixture(params=["sqlite", "postgres", "jsonfile"])
+
+def _encrypted(tmp_path: Path) -> SQLiteStore:
+    pytest.importorskip("sqlcipher3")
+    return SQLiteStore(tmp_path / "chat.db", key=ENCRYPTED_KEY)
+
+
+@pytest.fixture(params=["sqlite", "sqlite-encrypted", "postgres", "jsonfile"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore | JSONFileStore]:
+    if request.param == "sqlite-encrypted":
+        opened: SQLiteStore | JSONFileStore = _encrypted(tmp_path)
+        yield opened
+        opened.close()
+        return
     if request.param == "postgres":
         target: str | Path = request.getfixturevalue("postgres_url")
     else:
@@ -38,11 +51,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStor
     opened.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-encrypted", "postgres"])
 def db_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
     """The database backends: several conversations, branches and bookkeeping."""
     postgres = request.param == "postgres"
-    opened = open_store(request.getfixturevalue("postgres_url") if postgres else tmp_path / "chat.db")
+    if request.param == "sqlite-encrypted":
+        opened = _encrypted(tmp_path)
+    else:
+        opened = open_store(request.getfixturevalue("postgres_url") if postgres else tmp_path / "chat.db")
     yield opened
     opened.close()
 

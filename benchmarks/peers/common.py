@@ -34,6 +34,7 @@ class Row:
     runs: int = 0
     note: str = ""
     reference: bool = False  # the chatkeep row the other rows' ratios divide by
+    yardstick: bool = False  # not a peer: a floor or a plain scan, what a goal is measured against
 
 
 @dataclass

@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from . import goals
 from .common import Row
 
 LIBRARIES = [
-    "chatkeep", "openai", "langchain-core", "langchain-community", "SQLAlchemy", "llama-index-core",
-    "openai-agents", "llm", "sqlite-utils", "tiktoken", "pydantic",
+    "chatkeep", "openai", "langchain-core", "langchain-community", "langchain-postgres", "SQLAlchemy", "asyncpg",
+    "psycopg", "llama-index-core", "openai-agents", "llm", "sqlite-utils", "tiktoken", "pydantic", "msgspec",
 ]
 HEADER = ["workload", "size", "system", "median", "peer / chatkeep", "runs", "setting", "notes"]
 
@@ -128,7 +129,7 @@ def not_ahead(rows: list[Row]) -> list[str]:
     """Rows where a peer measured at most chatkeep's time."""
     lines = []
     for row, ratio in zip(rows, ratios(rows).values()):
-        if not row.reference and ratio is not None and ratio <= 1:
+        if not row.reference and not row.yardstick and ratio is not None and ratio <= 1:
             lines.append(f"- {row.workload}, {row.size}: {row.system} at {ratio:.2f}× chatkeep's time")
     return lines
 
@@ -162,6 +163,15 @@ def markdown(rows: list[Row], *, machine: Machine, started: datetime, elapsed_s:
         "## Results",
         "",
         table(rows),
+        "",
+        "## Goals",
+        "",
+        "Issue 17's goals, from the rows above: chatkeep's median divided by the yardstick's",
+        "(a peer, a floor, the tutorial's `json.load`, a LIKE scan) at each size, and whether",
+        "that meets the goal. Rows whose system starts with `floor:` are not peers: they",
+        "measure what SQLite itself costs, without chatkeep.",
+        "",
+        goals.table(rows),
         "",
         "## Where chatkeep is not ahead",
         "",

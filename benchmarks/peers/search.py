@@ -7,7 +7,10 @@ conversations of 100, in a chatkeep store and in an llm logs.db.
   snippets) against ``llm.logs.merged_log_rows(LogStore(db), count=20,
   query=word)``, the function ``llm logs -q`` calls (FTS5 over turn_search,
   bm25, the best 20 rows built for display). One llm row is a turn, a
-  prompt and its response: two messages.
+  prompt and its response: two messages. Beside them, the search anyone can
+  write without an index, on chatkeep's own table: ``SELECT ... WHERE text
+  LIKE '%word%' ORDER BY created_at DESC LIMIT 20`` (the newest 20 matches),
+  which reads every message's text.
 - search from the shell: ``chatkeep search WORD -n 20`` against
   ``llm logs -q WORD -n 20``, each a new process, output discarded.
 - cold start: ``chatkeep list`` (20 conversations) against ``llm logs -n 20``.
@@ -21,6 +24,7 @@ Run from benchmarks/: python -m peers.search --out rows.json [--quick]
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,9 @@ from .corpus import (
 )
 
 BIN = Path(sys.executable).parent  # the bench venv's console scripts
+LIKE_NAME = "LIKE '%word%' scan of the same table (sqlite3)"
+# The newest 20 matches: every row's text is read, and the matches sorted by time.
+LIKE_SCAN = "SELECT id, conversation_id, text FROM messages WHERE text LIKE ? ORDER BY created_at DESC LIMIT 20"
 
 
 def _size(total: int) -> str:
@@ -64,7 +71,14 @@ def search_tasks(chatkeep_db: Path, llm_db: Path, word: str, hits: int) -> dict[
     def llm() -> None:
         assert len(merged_log_rows(logs, count=20, query=word)) == min(20, hits)
 
-    return {"chatkeep store.search": chatkeep, "llm merged_log_rows (llm logs -q)": llm}
+    # The search anyone can write without an index: scan every message's text.
+    scan = sqlite3.connect(f"file:{chatkeep_db}?mode=ro", uri=True)
+    pattern = f"%{word}%"
+
+    def like() -> None:
+        assert len(scan.execute(LIKE_SCAN, (pattern,)).fetchall()) == min(20, hits)
+
+    return {"chatkeep store.search": chatkeep, "llm merged_log_rows (llm logs -q)": llm, LIKE_NAME: like}
 
 
 def command(args: list[str], env: dict[str, str]) -> Callable[[], None]:
@@ -92,7 +106,7 @@ def cli_tasks(chatkeep_db: Path, llm_db: Path, home: Path) -> dict[str, dict[str
 
 def rows_for(workload: str, size: str, timings: dict[str, Any], setting: str, notes: dict[str, str]) -> list[Row]:
     return [Row(workload, size, name, setting, t.median, len(t.samples), notes.get(name, ""),
-                reference=name.startswith("chatkeep")) for name, t in timings.items()]
+                reference=name.startswith("chatkeep"), yardstick=name == LIKE_NAME) for name, t in timings.items()]
 
 
 def main() -> None:

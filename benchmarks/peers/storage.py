@@ -25,6 +25,13 @@ at longer ones; its rows say so.
 - LlamaIndex ``SimpleChatStore``: ``add_message`` then ``persist(path)``, one
   file per conversation; no fsync. Reads are ``from_persist_path`` then
   ``get_messages``, what a restart costs (a running process holds the list).
+- The floors, for appends only: one raw ``sqlite3`` ``INSERT`` of the message
+  as JSON into a plain table (``seq``, ``conversation_id``, ``body``), committed
+  as it ends, the floor issue 17 names; and chatkeep's own statements (take the
+  write lock, read the head, insert the row, move the head, commit) run with
+  raw ``sqlite3`` on a database chatkeep made, so the row lands in the same
+  tables, indexes and search index: what SQLite itself costs for chatkeep's
+  row, without chatkeep's Python. Both WAL with synchronous=NORMAL.
 - Agents SDK ``SQLiteSession(session_id, db_path)``, one database for all
   conversations, prefilled by ``add_items`` 10,000 at a time; timed
   ``await add_items([item])`` (it runs the write in a worker thread) and
@@ -42,7 +49,7 @@ import time
 from pathlib import Path
 
 from .common import Row, Timing, interleaved, parse_args, progress, size_label, write_rows
-from .systems import ALL, System
+from .systems import ALL, FLOORS, System
 
 PREFILL_CUTOFF_S = 60.0
 APPEND_CUTOFF_MS = 2000.0
@@ -54,11 +61,12 @@ READ_ALL = "read all messages"
 def _timed_row(workload: str, n: int, system: System, timing: Timing, note: str = "") -> Row:
     notes = [part for part in (note, timing.cut and f"cut: {timing.cut}") if part]
     return Row(workload, size_label(n), system.name, system.setting, timing.median, len(timing.samples),
-               "; ".join(notes), reference=system.name == "chatkeep")
+               "; ".join(notes), reference=system.name == "chatkeep", yardstick=system.floor)
 
 
 def _skipped(workload: str, n: int, system: System) -> Row:
-    return Row(workload, size_label(n), system.name, system.setting, None, 0, f"not run: {system.cut}")
+    return Row(workload, size_label(n), system.name, system.setting, None, 0, f"not run: {system.cut}",
+               yardstick=system.floor)
 
 
 def append_rows(systems: list[System], lengths: list[int], runs: int) -> list[Row]:
@@ -90,6 +98,7 @@ def append_rows(systems: list[System], lengths: list[int], runs: int) -> list[Ro
 def read_rows(systems: list[System], n: int) -> list[Row]:
     """Reads of the conversation each system holds at length ``n`` (made by ``append_rows``)."""
     rows: list[Row] = []
+    systems = [s for s in systems if not s.floor]  # the floors are measured for appends only
     ready = [s for s in systems if s.length >= n]
     for workload, runs, budget, read in ((LAST20, 31, 3.0, "last20"), (READ_ALL, 7, 8.0, "read_all")):
         progress(f"{workload} of {n:,}")
@@ -108,7 +117,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     lengths = [10, 1_000, 5_000] if args.quick else [10, 1_000, 10_000, 100_000]
     with tempfile.TemporaryDirectory(prefix="chatkeep-bench-") as tmp:
-        systems = [kind(Path(tmp)) for kind in ALL]
+        systems = [kind(Path(tmp)) for kind in ALL + FLOORS]
         rows = append_rows(systems, lengths, runs=51)
         rows += read_rows(systems, lengths[-1])
     write_rows(args.out, rows)

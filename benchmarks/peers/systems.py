@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class System:
     """A conversation store under test; subclasses fill in the four operations."""
 
     name = ""
+    floor = False  # a floor: what the machine allows, measured for appends only
     setting = ""  # durability: does each commit reach the disk?
     prefill = ""  # how a conversation is grown to a length before timing
     last20_note = ""  # how "the last 20" is read, when the API cannot read only 20
@@ -252,4 +254,73 @@ class Agents(System):
         return self.loop.run_until_complete(self.session.get_items())
 
 
+class PlainFloor(System):
+    """The floor the issue names: one raw ``INSERT`` and its commit, into the plainest table that holds the row."""
+
+    name = "floor: raw sqlite3 INSERT + COMMIT, plain table"
+    setting = "WAL, synchronous=NORMAL: no fsync per commit"
+    prefill = "executemany, one transaction"
+    floor = True
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.db = sqlite3.connect(folder / "floor-plain.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("CREATE TABLE messages (seq INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL, body TEXT NOT NULL)")
+
+    def start(self, n: int) -> None:
+        self.conversation = f"conversation-{n}"
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO messages (conversation_id, body) VALUES (?, ?)",
+                                [(self.conversation, json.dumps(message(i))) for i in range(n)])
+        self.length = n
+
+    def append(self) -> None:
+        # Autocommit: the statement is its own transaction, committed as it ends.
+        self.db.execute("INSERT INTO messages (conversation_id, body) VALUES (?, ?)",
+                        (self.conversation, json.dumps(self._next())))
+
+
+class SchemaFloor(System):
+    """What SQLite alone costs for chatkeep's row: chatkeep's statements on chatkeep's tables, no Python around them."""
+
+    name = "floor: raw sqlite3, chatkeep's tables and statements"
+    setting = "WAL, synchronous=NORMAL: no fsync per commit"
+    prefill = "import_conversations, one transaction"
+    floor = True
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        from chatkeep.store.sqlite_schema import add_functions
+
+        self.store = open_store(folder / "floor-schema.db")  # makes chatkeep's schema: indexes, search index
+        self.db = sqlite3.connect(folder / "floor-schema.db", isolation_level=None)
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        add_functions(self.db)  # the search index's trigger calls chatkeep's word splitter
+
+    def start(self, n: int) -> None:
+        items = [ImportMessage(message(i), key=str(i), parent_key=str(i - 1) if i else None) for i in range(n)]
+        self.conversation = self.store.import_conversations([ImportConversation(items)]).conversation_ids[0]
+        self.length = n
+
+    def append(self) -> None:
+        body = self._next()
+        row_id = f"floor-{self.conversation}-{self.length}"
+        db = self.db
+        # chatkeep's append: take the write lock, read the head, insert the row under it, move the head.
+        db.execute("BEGIN IMMEDIATE")
+        head = db.execute("SELECT head_id FROM conversations WHERE id = ?", (self.conversation,)).fetchone()[0]
+        db.execute("INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
+                   " metadata) VALUES (?, ?, ?, 'chat', ?, ?, ?, '2026-01-01T00:00:00.000000Z', 'complete', '{}')",
+                   (row_id, self.conversation, head, body["role"], json.dumps(body), body["content"]))
+        db.execute("UPDATE conversations SET head_id = ?, updated_at = '2026-01-01T00:00:00.000000Z' WHERE id = ?",
+                   (row_id, self.conversation))
+        db.execute("COMMIT")
+
+
 ALL: list[type[System]] = [Chatkeep, Tutorial, LangChainFile, LangChainSQL, LlamaIndex, Agents]
+#: The floors the append is measured against: what SQLite itself costs, without chatkeep.
+FLOORS: list[type[System]] = [PlainFloor, SchemaFloor]

@@ -14,28 +14,18 @@ only when used.
 
 from __future__ import annotations
 
-from .client import (
-    AsyncChat,
-    AsyncReplyStream,
-    AsyncResponsesChat,
-    AsyncResponsesStream,
-    Chat,
-    Reply,
-    ReplyStream,
-    ResponsesChat,
-    ResponsesReply,
-    ResponsesStream,
-    capture,
-    record_chunks,
-    record_completion,
-    recording,
-)
-from .context import KeepAll, Summarize, TokenCounter, TrimToBudget
+import importlib as _importlib
+import typing as _typing
+
+# The exceptions are cheap and every caller catches them: imported now. The rest
+# loads on first use (PEP 562), so ``import chatkeep`` and the CLI's cold start
+# pay only for what they touch.
 from .errors import (
     BackendUnavailable,
     ChatkeepError,
     ContextBudgetError,
     ConversationNotFound,
+    EncryptionKeyError,
     FormatError,
     HeadMoved,
     MessageError,
@@ -44,19 +34,93 @@ from .errors import (
     PendingToolCalls,
     ReplyNotSaved,
     ResponseError,
+    SettingsError,
     StoreError,
     Unsupported,
 )
-from .messages import MessageDict, message_text, user_message, validate_message, validate_messages
-from .store import (
-    Conversation,
-    ConversationRecord,
-    JSONFileStore,
-    SQLiteStore,
-    Store,
-    StoredMessage,
-    open_store,
-)
+
+if _typing.TYPE_CHECKING:
+    from .client import (
+        AsyncChat,
+        AsyncReplyStream,
+        AsyncResponsesChat,
+        AsyncResponsesStream,
+        Chat,
+        Reply,
+        ReplyStream,
+        ResponsesChat,
+        ResponsesReply,
+        ResponsesStream,
+        capture,
+        record_chunks,
+        record_completion,
+        recording,
+    )
+    from .context import KeepAll, Summarize, TokenCounter, TrimToBudget
+    from .messages import (
+        MessageDict,
+        message_text,
+        user_message,
+        validate_message,
+        validate_messages,
+    )
+    from .store import (
+        Conversation,
+        ConversationRecord,
+        JSONFileStore,
+        SQLiteStore,
+        Store,
+        StoredMessage,
+        open_store,
+    )
+
+# Each public name and the module it comes from.
+_LAZY = {
+    "AsyncChat": ".client",
+    "AsyncReplyStream": ".client",
+    "AsyncResponsesChat": ".client",
+    "AsyncResponsesStream": ".client",
+    "Chat": ".client",
+    "Reply": ".client",
+    "ReplyStream": ".client",
+    "ResponsesChat": ".client",
+    "ResponsesReply": ".client",
+    "ResponsesStream": ".client",
+    "capture": ".client",
+    "record_chunks": ".client",
+    "record_completion": ".client",
+    "recording": ".client",
+    "KeepAll": ".context",
+    "Summarize": ".context",
+    "TokenCounter": ".context",
+    "TrimToBudget": ".context",
+    "MessageDict": ".messages",
+    "message_text": ".messages",
+    "user_message": ".messages",
+    "validate_message": ".messages",
+    "validate_messages": ".messages",
+    "Conversation": ".store",
+    "ConversationRecord": ".store",
+    "JSONFileStore": ".store",
+    "SQLiteStore": ".store",
+    "Store": ".store",
+    "StoredMessage": ".store",
+    "open_store": ".store",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chatkeep' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.2.0"
 
@@ -72,6 +136,7 @@ __all__ = [
     "Conversation",
     "ConversationNotFound",
     "ConversationRecord",
+    "EncryptionKeyError",
     "FormatError",
     "HeadMoved",
     "JSONFileStore",
@@ -89,6 +154,7 @@ __all__ = [
     "ResponsesReply",
     "ResponsesStream",
     "SQLiteStore",
+    "SettingsError",
     "Store",
     "StoreError",
     "StoredMessage",

@@ -12,8 +12,10 @@ ChatkeepError
 │   ├── HeadMoved              the head is no longer where the operation expected it
 │   ├── ReplyNotSaved          the model answered but the store could not keep it (``reply`` holds it)
 │   ├── Unsupported            the store's format cannot hold what was asked
+│   ├── EncryptionKeyError     an encrypted store's key is missing or wrong (nothing was changed)
 │   └── BackendUnavailable     (also an ImportError, names the extra to install)
 ├── FormatError           a file cannot be read: carries file, line and reason
+├── SettingsError         the settings file or a setting is wrong: names the file, line and key
 └── ContextBudgetError    the messages that must be sent do not fit the token budget
 ```
 
@@ -120,8 +122,28 @@ class Unsupported(StoreError):
     """The store's format cannot hold what an operation would write; it is refused before anything changes."""
 
 
+class EncryptionKeyError(StoreError):
+    """An encrypted store's key is missing or does not open it; the message names the store and where keys come from.
+
+    Nothing is written to a store whose key was not verified, so a wrong key never damages it.
+    """
+
+
 class BackendUnavailable(StoreError, ImportError):
     """A backend's optional dependency is missing; the message names the install command."""
+
+
+class SettingsError(ChatkeepError):
+    """The settings file cannot be read, or a setting is unknown or of the wrong kind; names the file, line and key."""
+
+    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.key = key
+        where = [part for part in (file and (f"{file}:{line}" if line else file), key) if part]
+        super().__init__(": ".join([*where, reason]))
 
 
 class FormatError(ChatkeepError):

@@ -185,6 +185,34 @@ def _check_assistant(message: Mapping[str, Any], field: str) -> None:
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_PLAIN_SCALARS = frozenset(_JSON_SCALARS)
+
+
+def _plain_json(value: object) -> bool:
+    """Whether ``value`` is built of plain JSON types only (subclasses go to the slower walk)."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if isinstance(value, dict):
+        return kind is dict and all(type(key) is str and _plain_json(child) for key, child in value.items())
+    if isinstance(value, list):
+        return kind is list and all(_plain_json(child) for child in value)
+    return False
+
+
+def _copy_tree(value: Any) -> Any:
+    """A deep copy of nested dicts and lists; scalars are immutable and shared, anything else is deep-copied.
+
+    ``copy.deepcopy`` does the same for a message, at several times the cost: it
+    keeps a memo of every object for shared references and cycles, which JSON has none of.
+    """
+    if isinstance(value, dict):
+        return {key: _copy_tree(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(child) for child in value]
+    if type(value) in _PLAIN_SCALARS:
+        return value
+    return copy.deepcopy(value)
 
 
 def check_json_value(value: object, field: str) -> None:
@@ -194,6 +222,11 @@ def check_json_value(value: object, field: str) -> None:
     ``{"7": ...}``), and bytes, dates, sets and tuples have no JSON form that
     reads back as the same value: they are refused, never rewritten.
     """
+    try:
+        if _plain_json(value):
+            return  # the common case, checked without naming every place on the way
+    except RecursionError:
+        pass  # the walk below needs no recursion
     stack: list[tuple[object, str]] = [(value, field)]
     while stack:
         item, where = stack.pop()
@@ -255,7 +288,7 @@ def to_message_dict(message: object, *, field: str = "message") -> MessageDict:
     if not isinstance(message, Mapping):
         raise _fail(field, f"expected a message object, got {_type_name(message)}")
     try:
-        return copy.deepcopy(dict(message))
+        return _copy_tree(dict(message))  # type: ignore[no-any-return]
     except RecursionError:
         raise _fail(field, "nested too deeply to store") from None
 

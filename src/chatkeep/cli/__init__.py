@@ -6,6 +6,9 @@ Every command takes ``--db`` (a path or URL; default ``$CHATKEEP_DB``, then
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 import click
 
 from .. import __version__
@@ -28,21 +31,64 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             epilog=EPILOG)
+class _LazyGroup(click.Group):
+    """A group that imports a command's module only when that command runs (or help lists it).
+
+    ``chatkeep list`` then never pays for the chat, import or web modules' imports:
+    the CLI's cold start is Python, click and the one command.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(import_module(f"{__name__}.{module}"), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+# Every command: its name, then "module:function" under chatkeep.cli.
+COMMANDS = {
+    "chat": "chat:chat",
+    "list": "commands:list_",
+    "show": "commands:show",
+    "branches": "commands:branches",
+    "switch": "commands:switch",
+    "search": "commands:search",
+    "fork": "commands:fork",
+    "rename": "commands:rename",
+    "rm": "commands:rm",
+    "stats": "commands:stats",
+    "path": "commands:path",
+    "export": "transfer:export",
+    "import": "transfer:import_",
+    "push": "remote:push",
+    "tag": "organize:tag",
+    "untag": "organize:untag",
+    "tags": "organize:tags",
+    "pin": "organize:pin",
+    "unpin": "organize:unpin",
+    "archive": "organize:archive",
+    "unarchive": "organize:unarchive",
+    "config": "config:config",
+    "backup": "maintenance:backup",
+    "restore": "maintenance:restore",
+    "prune": "maintenance:prune",
+    "redact": "maintenance:redact",
+    "encrypt": "maintenance:encrypt",
+    "decrypt": "maintenance:decrypt",
+    "serve": "serve:serve",
+}
+
+
+@click.group(cls=_LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the chatkeep, Python and SQLite versions and exit.")
 def main() -> None:
     """Keep OpenAI chat conversations: saved every turn, resumable, searchable."""
-
-
-def _register() -> None:
-    from .chat import chat
-    from .commands import branches, fork, list_, path, rename, rm, search, show, stats, switch
-    from .transfer import export, import_
-
-    for command in (chat, list_, show, branches, switch, search, export, import_, fork, rename, rm, stats, path):
-        main.add_command(command)
-
-
-_register()

@@ -12,8 +12,9 @@ import click
 from ..store import AnyStore
 from ..store.base import ConversationRecord, StoredMessage
 from ..store.search import MARK_CLOSE, MARK_OPEN
-from .common import db_option, json_option, open_db
+from .common import db_option, json_option, open_db, store_target
 from .errors import fail, handle_errors
+from .organize import since_option
 from .output import Output, short_time, terminal_text
 
 __all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show", "stats", "switch"]
@@ -21,33 +22,58 @@ __all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show"
 
 def _conversation_row(store: AnyStore, record: ConversationRecord) -> dict[str, Any]:
     return {
-        "id": record.id, "title": record.title, "messages": store.count_messages(record.id),
-        "created_at": record.created_at, "updated_at": record.updated_at, "owner": record.owner,
-        "source": record.metadata.get("source"),
+        "id": record.id, "title": record.title, "display_title": record.display_title,
+        "messages": store.count_messages(record.id), "created_at": record.created_at,
+        "updated_at": record.updated_at, "owner": record.owner, "source": record.metadata.get("source"),
+        "tags": list(record.tags), "pinned": record.pinned, "archived": record.archived,
     }
+
+
+def _listed_title(row: dict[str, Any]) -> str:
+    marks = [mark for mark, on in (("[pinned]", row["pinned"]), ("[archived]", row["archived"]),
+                                   ("[captured]", row["source"] == "capture")) if on]
+    return " ".join([row["display_title"], *marks])
 
 
 @click.command("list")
 @click.option("-n", "--count", default=20, show_default=True, help="How many conversations to list.")
-@click.option("-q", "--filter", "title", metavar="TEXT", help="Only conversations whose title contains TEXT.")
+@click.option("-q", "--filter", "text", metavar="TEXT",
+              help="Only conversations whose title contains TEXT or whose messages match it (as search reads it).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only conversations with this tag (repeat: all of them).")
+@click.option("--pinned", is_flag=True, help="Only pinned conversations.")
+@click.option("--archived", is_flag=True, help="Only archived conversations (they are hidden otherwise).")
+@click.option("--all", "everything", is_flag=True, help="Archived conversations too.")
+@click.option("--since", metavar="DATE|SPAN", callback=since_option,
+              help="Only conversations updated since a date (2026-01-31) or in a span (7d, 12h).")
+@click.option("--model", help="Only conversations with replies from a model whose name starts with this.")
 @click.option("--owner", help="Only conversations of this owner.")
 @db_option
 @json_option
 @handle_errors
-def list_(count: int, title: str | None, owner: str | None, db: str | None, as_json: bool) -> None:
-    """List conversations, most recently updated first."""
+def list_(count: int, text: str | None, tags: tuple[str, ...], pinned: bool, archived: bool, everything: bool,
+          since: datetime | None, model: str | None, owner: str | None, db: str | None, as_json: bool) -> None:
+    """List conversations: pinned first, then the most recently updated.
+
+    A conversation without a title shows the start of its first message.
+    """
+    if archived and everything:
+        raise click.UsageError("--archived lists only archived conversations, --all every one: choose one")
     store = open_db(db)
-    rows = [_conversation_row(store, r) for r in store.list_conversations(limit=count, title_contains=title, owner=owner)]
+    records = store.list_conversations(
+        limit=count, matching=text, owner=owner, tags=tags, pinned=True if pinned else None,
+        archived=True if archived else None if everything else False, since=since, model=model, pinned_first=True)
+    rows = [_conversation_row(store, r) for r in records]
     out = Output()
     if as_json:
         out.json(rows)
         return
     if not rows and out.fancy:
-        out.line("No conversations yet: start one with chatkeep chat", style="dim")
+        out.line("No conversations match." if text or tags or pinned or archived or since or model or owner
+                 else "No conversations yet: start one with chatkeep chat", style="dim")
     out.table(
-        ["id", "title", "messages", "updated"],
-        [[r["id"], (r["title"] or "") + (" [captured]" if r["source"] == "capture" else ""),
-          str(r["messages"]), short_time(r["updated_at"])] for r in rows],
+        ["id", "title", "messages", "updated", "tags"],
+        [[r["id"], _listed_title(r), str(r["messages"]), short_time(r["updated_at"]), ", ".join(r["tags"])]
+         for r in rows],
     )
 
 
@@ -110,9 +136,11 @@ def show(conversation_id: str, tree: bool, db: str | None, as_json: bool) -> Non
     if as_json:
         out.json({**_conversation_row(store, record), "messages": [_message_json(m) for m in branch]})
         return
-    out.line(f"# {record.title or record.id}", style="bold")
-    out.line(f"{record.id} · {len(branch)} messages on this branch · updated {short_time(record.updated_at)}",
-             style="dim")
+    out.line(f"# {record.display_title}", style="bold")
+    tagged = f" · tags: {', '.join(record.tags)}" if record.tags else ""
+    marks = "".join(f" · {mark}" for mark, on in (("pinned", record.pinned), ("archived", record.archived)) if on)
+    out.line(f"{record.id} · {len(branch)} messages on this branch · updated {short_time(record.updated_at)}"
+             f"{tagged}{marks}", style="dim")
     out.line()
     if tree:
         everything = store.find_messages(conversation_id, kind="chat")
@@ -161,12 +189,14 @@ class _QueryCommand(click.Command):
 @click.option("--model", help="Only replies from models whose name starts with this.")
 @click.option("--since", type=click.DateTime(), help="Only messages from this date on.")
 @click.option("--until", type=click.DateTime(), help="Only messages before this date.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only in conversations with this tag (repeat: all of them).")
 @click.option("-n", "--count", default=20, show_default=True, help="How many results.")
 @db_option
 @json_option
 @handle_errors
 def search(query: tuple[str, ...], conversation_id: str | None, role: str | None, model: str | None,
-           since: datetime | None, until: datetime | None, count: int, db: str | None, as_json: bool) -> None:
+           since: datetime | None, until: datetime | None, tags: tuple[str, ...], count: int, db: str | None,
+           as_json: bool) -> None:
     """Search every message; any text works: words, "phrases", prefix*, -excluded.
 
     QUERY is every argument that is not one of the options below, joined by
@@ -176,7 +206,7 @@ def search(query: tuple[str, ...], conversation_id: str | None, role: str | None
     """
     store = open_db(db)
     filters: dict[str, Any] = {k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v}
-    hits = store.search(" ".join(query), conversation_id=conversation_id, role=role, limit=count, **filters)
+    hits = store.search(" ".join(query), conversation_id=conversation_id, role=role, tags=tags, limit=count, **filters)
     out = Output()
     if as_json:
         out.json([{"conversation_id": h.message.conversation_id, "conversation_title": h.conversation_title,
@@ -306,4 +336,4 @@ def path(db: str | None) -> None:
     from ..store import resolve_target
     from ..store.postgres_pool import hide_password
 
-    click.echo(hide_password(resolve_target(db)))
+    click.echo(hide_password(resolve_target(store_target(db))))

@@ -36,7 +36,8 @@ def _title(session: ChatSession, argument: str) -> None:
     conversation = _need_conversation(session)
     if argument:
         conversation.rename(argument)
-    session.out.line(f"Title: {conversation.record.title or '(none)'}")
+    record = conversation.record
+    session.out.line(f"Title: {record.title or f'(none yet: listed as {record.display_title!r})'}")
 
 
 def _undo(session: ChatSession, argument: str) -> None:

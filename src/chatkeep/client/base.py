@@ -7,11 +7,20 @@ from dataclasses import replace
 from typing import Any
 
 from ..context.history import History
+from ..context.loading import read_earlier, read_tail
 from ..context.overflow import Overflow
-from ..context.policies import Context, ContextPolicy, KeepAll, Summarize, SummaryRequest, summary_message
+from ..context.policies import (
+    Context,
+    ContextPolicy,
+    KeepAll,
+    ReadEarlier,
+    Summarize,
+    SummaryRequest,
+    summary_message,
+)
 from ..context.tokens import TokenCounter, UnknownEncoding, encoding_for_model
 from ..context.windows import DEFAULT_REPLY_RESERVE, UnknownContextWindow, context_window, open_model_window
-from ..errors import ChatkeepError, StoreError
+from ..errors import ChatkeepError, StoreError, Unsupported
 from ..redact import client_secrets
 from ..store.base import StoredMessage
 from ..store.calibrations import Calibration, openai_hosted, server_of
@@ -21,6 +30,7 @@ from .plan import Turn
 from .server_info import server_tokenizer, server_window
 from .steps import chat_turn
 from .streams import Slot
+from .titles import report
 from .turn import Reply, ReplyRecord, build_request, reply_of
 
 __all__ = ["ChatBase"]
@@ -42,6 +52,10 @@ class ChatBase:
     or ``"server"`` (the server's own ``/tokenize``). Counts for a model that
     is not OpenAI's are calibrated against what the server reports (see
     :mod:`chatkeep.store.calibrations`); OpenAI's models need no calibration.
+
+    With ``title_model``, an untitled conversation gets a title written by that
+    model after the chat's first complete reply, in the background (see
+    :mod:`.titles`); ``close()`` waits for it.
     """
 
     def __init__(
@@ -55,6 +69,7 @@ class ChatBase:
         budget: int | None = None,
         reply_reserve: int = DEFAULT_REPLY_RESERVE,
         encoding: str | None = None,
+        title_model: str | None = None,
         **defaults: Any,
     ) -> None:
         self.conversation = conversation
@@ -76,6 +91,11 @@ class ChatBase:
         # neither re-reads nor re-counts the conversation.
         self._history: History | None = None
         self._summary: StoredMessage | None = None
+        #: The model that writes titles (``None``: none are written).
+        self.title_model = title_model
+        self._title_started = False
+        # Titles being written: threads (Chat) or tasks (AsyncChat), waited for by close().
+        self._titles: list[Any] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conversation.id!r}, model={self.model!r})"
@@ -183,23 +203,56 @@ class ChatBase:
                 self._summary = summary
                 return
 
-    def _load(self, conversation: Conversation) -> History:
+    def _load(self, conversation: Conversation, model: str | None = None) -> History:
         """The branch to answer: the cached one while the stored head is still its tip, else read afresh.
 
         The turn takes the cache out and ``_checkin`` puts it back, so two turns
         running at once on one chat never share (and scramble) one history.
+        Under a policy that reads only the branch's tail, a long branch is read
+        only as far back as the budget reaches (see :mod:`chatkeep.context.loading`).
         """
-        history = self._cached_history(conversation.record.head_id)
+        head_id = conversation.record.head_id
+        history = self._cached_history(head_id)
         self._history = None
+        if history is not None and history.skipped and not self._reads_tail():
+            history = None  # the policy changed to one that needs the whole branch
         if history is None:
-            history = self._adopt(conversation.history())
-            unsaved = self._unsaved_counts(history)
-            if unsaved:
-                conversation.store.save_token_counts(unsaved)
+            tokens = self._tail_tokens(model or self.model)
+            if tokens is None:
+                history = self._adopt(conversation.history())
+            else:
+                counter = self._token_counter()
+                history = read_tail(conversation.store, conversation.id, head_id, counter.message if counter else None,
+                                    counter.name if counter else None, tokens)
+                self._summary = None
+            self._save_counts(conversation, history)
             if self._wants_summaries():
                 found = conversation.store.find_messages(conversation.id, kind="summary")
                 self._adopt_summary(history, found)
         return history
+
+    def _reads_tail(self) -> bool:
+        return bool(getattr(self.policy, "reads_tail", False))
+
+    def _tail_tokens(self, model: str) -> int | None:
+        """How many tokens of droppable messages a first read takes (``None``: the whole branch)."""
+        if not self._reads_tail():
+            return None
+        try:
+            budget = self._budget(model, self._options({})[1])
+        except ChatkeepError:
+            return None  # the turn reports it, after saving the message, as it always has
+        return None if budget is None else max(budget, 1)
+
+    def _save_counts(self, conversation: Conversation, history: History) -> None:
+        unsaved = self._unsaved_counts(history)
+        if unsaved:
+            conversation.store.save_token_counts(unsaved)
+
+    def _read_earlier(self, turn: Turn, ask: ReadEarlier) -> None:
+        """Read the turn's branch further back, as the policy asked (blocking)."""
+        read_earlier(turn.conversation.store, turn.conversation.id, turn.history, ask.tokens)
+        self._save_counts(turn.conversation, turn.history)
 
     def _checkin(self, history: History) -> None:
         """Keep a finished turn's branch for the next turn (used only while the stored head is its tip)."""
@@ -241,7 +294,7 @@ class ChatBase:
         lease = store.lease(self.conversation.id)
         try:
             conversation = Conversation(lease.store, self.conversation.id)
-            turn = Turn(conversation, self._load(conversation), message, regenerate=regenerate, lease=lease,
+            turn = Turn(conversation, self._load(conversation, model), message, regenerate=regenerate, lease=lease,
                         secrets=client_secrets(self.client))
             save = turn.save_prompt()
             if save is not None:
@@ -265,7 +318,9 @@ class ChatBase:
         options = {**self.defaults, **overrides}
         return str(options.pop("model", self.model)), options
 
-    def _select(self, history: History, model: str, options: Mapping[str, Any]) -> Context | SummaryRequest:
+    def _select(
+        self, history: History, model: str, options: Mapping[str, Any]
+    ) -> Context | SummaryRequest | ReadEarlier:
         counter = self._token_counter()
         extra = counter.tools(options.get("tools"), model=model) if counter else 0
         return self.policy.select(history, self._budget(model, options), extra=extra, summary=self._summary)
@@ -305,4 +360,18 @@ class ChatBase:
         return save
 
     def _settle(self, stored: StoredMessage) -> Reply:
-        return reply_of(stored)
+        reply = reply_of(stored)
+        if self.title_model is not None and not self._title_started and stored.status == "complete":
+            self._title_started = True  # once per chat: the background work reads whether one is still needed
+            try:
+                self.conversation.store.require("titles")
+                self._start_title(stored)
+            except Unsupported:
+                pass  # the store keeps no titles (the tutorial's JSON file)
+            except Exception as exc:  # the reply is saved: a title is never worth failing it
+                report(self.conversation.id, exc, client_secrets(self.client))
+        return reply
+
+    def _start_title(self, reply: StoredMessage) -> None:
+        """Start writing a title for the conversation without waiting for it (a thread, or a task)."""
+        raise NotImplementedError

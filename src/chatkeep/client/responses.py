@@ -10,7 +10,16 @@ off saves what arrived, marked ``incomplete``.
 With ``store_on_server=True`` the server keeps each response and the next
 turn names it (``previous_response_id``), sending only the new input; the
 local copy stays complete, and chatkeep falls back to sending the whole
-branch when the server no longer has the response.
+branch when the server no longer has the response (expired, or never there).
+
+With ``conversation="conv_..."`` (as ``responses.create`` takes it, in the
+chat's defaults or one call's keywords) the turn runs on a server
+conversation (the Conversations API): the server keeps the context, and the
+turn sends only what that conversation lacks, the new input and any turns
+added here since. Every item is still kept here; output items remember the
+server conversation and their ids there, and a local conversation not yet
+linked to one is linked to it (``metadata["openai"]``, see
+:mod:`chatkeep.remote`).
 """
 
 from __future__ import annotations
@@ -76,6 +85,23 @@ def responses_reply(stored: list[StoredMessage]) -> ResponsesReply:
                           last.finish_reason)
 
 
+def _server_conversation(value: Any) -> str | None:
+    """The server conversation id in a ``conversation`` option: ``"conv_..."`` or ``{"id": "conv_..."}``."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _on_server(conversation: Conversation, branch: list[StoredMessage], server: str) -> tuple[int, dict[str, Any] | None]:
+    """Where ``branch`` and the server conversation part (the last message it holds: -1 for none), and
+    the metadata linking the conversation to it, when it is not linked to one yet."""
+    from ..remote.link import in_step, linked_metadata, server_link
+
+    record = conversation.record
+    link = server_link(record)
+    return in_step(branch, server, link), linked_metadata(record, server) if link is None else None
+
+
 def _tool_output(call_id: str, output: Any) -> dict[str, Any]:
     if not isinstance(output, (str, list)):
         output = json.dumps(output, ensure_ascii=False)
@@ -91,7 +117,7 @@ class _ResponsesBase:
     widens back so that no tool output loses its call. The store keeps everything.
     """
 
-    def __init__(self, conversation: Conversation, client: Any, model: str = "gpt-4o", *,
+    def __init__(self, conversation: Conversation, /, client: Any, model: str = "gpt-4o", *,
                  store_on_server: bool = False, max_items: int | None = None, **defaults: Any) -> None:
         self.conversation = conversation
         self.client = client
@@ -117,16 +143,20 @@ class _ResponsesBase:
             return cached[1]
         return conversation.history()
 
-    def _prepare(self, message: Input) -> ResponsesTurn:
+    def _prepare(self, message: Input, overrides: Mapping[str, Any] | None = None) -> ResponsesTurn:
         """Hold the tip, read the branch, plan the turn, save the new input (blocking: one worker-thread call)."""
         new = None if message is None else input_items(message)
+        server = _server_conversation(self._options(overrides or {})[1].get("conversation"))
         store = self.conversation.store
         store.require("response_items")
         lease = store.lease(self.conversation.id)
         try:
             conversation = Conversation(lease.store, self.conversation.id)
-            turn = ResponsesTurn(conversation, self._branch(conversation), new, chain=self.store_on_server,
-                                 max_items=self.max_items, lease=lease, secrets=client_secrets(self.client))
+            branch = self._branch(conversation)
+            point, link = _on_server(conversation, branch, server) if server is not None else (-1, None)
+            turn = ResponsesTurn(conversation, branch, new, chain=self.store_on_server,
+                                 max_items=self.max_items, lease=lease, secrets=client_secrets(self.client),
+                                 server=server, server_point=point, link=link)
             turn.save_input()
         except BaseException:
             lease.release()

@@ -260,6 +260,10 @@ class ResponsesTurn:
     ``new`` is the input to add (``None``: answer the branch as it stands, after
     tool outputs, say). With ``chain``, the request names the previous response
     and sends only what came after it, when the server keeps that response.
+    With ``server`` (a server conversation the request names), it sends what
+    follows ``server_point``, the last message that conversation holds; the
+    output items are marked as held there, and ``link`` (conversation metadata
+    linking it, when it was not linked yet) is saved with them.
     """
 
     conversation: Conversation
@@ -270,6 +274,9 @@ class ResponsesTurn:
     lease: Lease | None = None
     secrets: tuple[str, ...] = ()
     saved: list[StoredMessage] = field(default_factory=list)
+    server: str | None = None
+    server_point: int = -1
+    link: dict[str, Any] | None = None
 
     overflow: dict[str, Any] | None = None
 
@@ -282,7 +289,7 @@ class ResponsesTurn:
         pending = pending_calls(items)
         if pending:
             raise PendingToolCalls(pending)
-        self._point = _chain_point(self.branch) if self.chain else None
+        self._point = _chain_point(self.branch) if self.chain and self.server is None else None
         self.sent_items = 0
 
     def save_input(self) -> list[StoredMessage]:
@@ -323,7 +330,9 @@ class ResponsesTurn:
     def request(self, model: str, options: Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
         """The keyword arguments for ``client.responses.create``."""
         request: dict[str, Any] = {"model": model, **options}
-        if self._point is not None:
+        if self.server is not None:  # the server conversation holds the rest
+            request["input"] = branch_items(self.branch[self.server_point + 1:])
+        elif self._point is not None:
             request["input"] = branch_items(self.branch[self._point + 1:])
             request["previous_response_id"] = self.previous_response_id
         else:
@@ -345,6 +354,12 @@ class ResponsesTurn:
             base["stored_on_server"] = True
         prompt = self.saved[-1] if self.saved else (self.branch[-1] if self.branch else None)
         last = len(record.items) - 1
+        held: tuple[Callable[[str, Any], dict[str, Any]], str] | None = None
+        if self.server is not None and record.status == "complete":
+            from ..remote.link import conversation_key, item_marker
+
+            # The server conversation holds these items; the key finds this conversation from its id.
+            held = item_marker, conversation_key(self.server)
 
         drafts = []
         for index, item in enumerate(record.items):
@@ -356,8 +371,12 @@ class ResponsesTurn:
                         "overflow": self.overflow}
             else:
                 meta = {**base, "output_index": index}
+            keys: tuple[str, ...] = ()
+            if held is not None and self.server is not None:
+                meta.update(held[0](self.server, item.get("id")))
+                keys = (held[1],) if index == last else ()
             drafts.append(Draft(item, kind=ITEM_KIND, model=record.model, status=record.status,
-                                metadata={k: v for k, v in meta.items() if v is not None}, **extra))
+                                metadata={k: v for k, v in meta.items() if v is not None}, keys=keys, **extra))
 
         def save() -> list[StoredMessage]:
             # Under the input they answer, all in one transaction: a reasoning item
@@ -368,6 +387,8 @@ class ResponsesTurn:
             self.branch += stored_items
             if prompt is not None and prompt.status == "error":
                 self.conversation.store.update_message(prompt.id, status="complete", error=None)
+            if self.link is not None and record.status == "complete":
+                self.conversation.store.update_conversation(self.conversation.id, metadata=self.link)
             return stored_items
 
         return save

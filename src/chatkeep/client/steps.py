@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..context.overflow import Overflow, context_overflow
-from ..context.policies import Context
+from ..context.policies import Context, ReadEarlier
 from ..errors import ContextBudgetError, ReplyNotSaved, ResponseError, StoreError
 from .effects import END, Blocking, Call, Close, Emit, Next, Steps
 from .plan import Turn
@@ -125,6 +125,9 @@ def _context(
         choice = chat._select(turn.history, model, options)
         if isinstance(choice, Context):
             return choice
+        if isinstance(choice, ReadEarlier):  # the branch was read only in part, and more may fit
+            yield Blocking(partial(chat._read_earlier, turn, choice))
+            continue
         record = reply_from_completion((yield Call(create, chat._summary_request(choice, model))))
         yield Blocking(chat._save_summary(turn, choice, record))
 
@@ -174,7 +177,7 @@ def responses_turn(
     streaming: bool = False, slot: Slot[ResponsesReply] | None = None,
 ) -> Steps[ResponsesReply]:
     """A whole Responses API turn; ``create`` is the client's ``responses.create`` (sync or async)."""
-    turn: ResponsesTurn = yield Blocking(partial(chat._prepare, message))
+    turn: ResponsesTurn = yield Blocking(partial(chat._prepare, message, overrides))
     try:
         return (yield from _respond(chat, create, turn, overrides, streaming, slot))
     finally:

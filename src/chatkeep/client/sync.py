@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..redact import client_secrets
 from ..store.base import StoredMessage
 from .base import ChatBase
 from .effects import run, stream
 from .streams import TextStream
+from .titles import TITLE_TIMEOUT, report, title_request, title_text, wants_title
 from .turn import Reply, tool_message
 
 __all__ = ["Chat", "ReplyStream"]
@@ -68,3 +71,37 @@ class Chat(ChatBase):
         ``content`` is a string, content parts, or anything JSON can write (sent as JSON text).
         """
         return self.conversation.append(tool_message(tool_call_id, content))
+
+    def close(self, timeout: float = TITLE_TIMEOUT) -> None:
+        """Wait up to ``timeout`` seconds for a title still being written (``title_model``); the chat stays usable.
+
+        The client is yours: it is not closed.
+        """
+        pending, self._titles = self._titles, []
+        for thread in pending:
+            thread.join(timeout)
+
+    def __enter__(self) -> Chat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_title(self, reply: StoredMessage) -> None:
+        # A daemon thread: a program that never calls close() is not held up at exit by a slow server.
+        thread = threading.Thread(target=self._write_title, args=(reply.text,), daemon=True,
+                                  name=f"chatkeep-title:{self.conversation.id}")
+        self._titles.append(thread)
+        thread.start()
+
+    def _write_title(self, reply_text: str) -> None:
+        try:
+            prompt = wants_title(self.conversation.record)
+            if prompt is None or self.title_model is None:
+                return
+            completion = self.client.chat.completions.create(**title_request(self.title_model, prompt, reply_text))
+            title = title_text(completion)
+            if title:
+                self.conversation.store.suggest_title(self.conversation.id, title)
+        except Exception as exc:
+            report(self.conversation.id, exc, client_secrets(self.client))

@@ -5,6 +5,11 @@ the counts make finding where a window starts a binary search, and appending
 a message O(1), so building the next turn's context does not grow with the
 conversation.
 
+A history may hold only the newest part of a branch (``skipped``): the
+system and developer messages from before it, then the messages from
+``loaded_from`` on, read by :mod:`.loading` so a new process's first turn
+costs what its window costs, not what the conversation does.
+
 A branch written by ``ResponsesChat`` or an Agents SDK session holds Responses
 API items; a chat turn sends each as the chat message it stands for (a model
 turn's parallel calls joined into one assistant message), leaves out reasoning
@@ -22,12 +27,9 @@ from ..errors import ChatkeepError
 from ..items import ITEM_KIND, NoChatShape, item_type, response_item_to_chat
 from ..messages import MessageDict
 from ..store.base import StoredMessage
+from ..store.pinned import PINNED_ROLES
 
 __all__ = ["History", "PINNED_ROLES"]
-
-#: Roles a trimmed context always keeps.
-PINNED_ROLES = frozenset({"system", "developer"})
-
 
 class History:
     """The messages of one branch, oldest first, with a token count for each."""
@@ -37,6 +39,9 @@ class History:
         self.key = key
         # Counts computed here for messages the store has none for, to save in one batch.
         self.unsaved: dict[str, int] = {}
+        self._clear()
+
+    def _clear(self) -> None:
         self.items: list[StoredMessage] = []
         # What each stored message is sent as (None: nothing, a reasoning item), and whether it was an item.
         self.sendable: list[MessageDict | None] = []
@@ -47,6 +52,10 @@ class History:
         self.pinned: list[int] = []
         self.pinned_tokens = 0
         self.index: dict[str, int] = {}
+        #: Whether messages before ``items[loaded_from]`` were left unread; only the pinned ones among
+        #: them (system, developer) are here, at ``items[:loaded_from]``.
+        self.skipped = False
+        self.loaded_from = 0
 
     @classmethod
     def of(
@@ -71,6 +80,33 @@ class History:
 
     def tokens_of(self, message: Mapping[str, Any] | None) -> int:
         return self.count(message) if self.count is not None and message is not None else 0
+
+    def measure(self, stored: StoredMessage) -> int:
+        """A stored message's tokens as sent: its stored count, else counted now (and kept in ``unsaved``)."""
+        if stored.kind == ITEM_KIND:
+            return self.tokens_of(chat_view(stored))
+        tokens = stored_count(stored, self.key)
+        if tokens is None:
+            tokens = self.tokens_of(stored.message)
+            if self.count is not None:
+                self.unsaved[stored.id] = tokens
+        return tokens
+
+    def rebuild(self, entries: Iterable[tuple[StoredMessage, int]], *, loaded_from: int = 0,
+                skipped: bool = False) -> None:
+        """Hold exactly ``entries`` (messages with their tokens, oldest first), in place.
+
+        With ``skipped``, the messages before ``entries[loaded_from]`` on the branch
+        were not read, and ``entries[:loaded_from]`` are the pinned ones among them.
+        """
+        self._clear()
+        for stored, tokens in entries:
+            self.append(stored, tokens)
+        self.skipped, self.loaded_from = skipped, loaded_from if skipped else 0
+
+    def loaded(self) -> list[tuple[StoredMessage, int]]:
+        """The messages read as one stretch of the branch (all of them unless ``skipped``), with their tokens."""
+        return list(zip(self.items[self.loaded_from:], self.tokens[self.loaded_from:]))
 
     def append(self, stored: StoredMessage, tokens: int | None = None) -> None:
         """Add the next message of the branch (its count is computed when not given)."""
@@ -109,6 +145,7 @@ class History:
         twin.from_item = list(self.from_item)
         twin.free_sums, twin.pinned, twin.pinned_tokens = list(self.free_sums), list(self.pinned), self.pinned_tokens
         twin.index = dict(self.index)
+        twin.skipped, twin.loaded_from = self.skipped, self.loaded_from
         return twin
 
     @property
@@ -163,7 +200,12 @@ class History:
 def chat_view(stored: StoredMessage) -> MessageDict | None:
     """What a stored message is sent as in a chat turn (``None``: nothing), or ``ChatkeepError`` up front."""
     if stored.kind != ITEM_KIND:
-        return stored.message
+        message = stored.message
+        if "images" in message and message.get("role") == "assistant":
+            # Images a model made (an imported ChatGPT export's, OpenRouter's) are kept, not sent:
+            # OpenAI's chat API takes no images on an assistant message.
+            return {key: value for key, value in message.items() if key != "images"}
+        return message
     item = stored.message
     kind = item_type(item)
     if kind == "reasoning" or (stored.status == "incomplete" and kind != "message"):

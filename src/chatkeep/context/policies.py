@@ -8,13 +8,15 @@
   stored once and extended as the conversation grows.
 
 Policies are pure: ``select`` returns a ``Context``, or a ``SummaryRequest``
-that the chat answers with a model call before asking again.
+that the chat answers with a model call before asking again, or, given a
+history that holds only the newest part of the branch (see :mod:`.loading`),
+a ``ReadEarlier`` that the chat answers by reading further back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..errors import ChatkeepError, ContextBudgetError
 from ..messages import MessageDict
@@ -27,6 +29,7 @@ __all__ = [
     "ContextBudgetError",
     "ContextPolicy",
     "KeepAll",
+    "ReadEarlier",
     "Summarize",
     "SummaryRequest",
     "TrimToBudget",
@@ -68,14 +71,30 @@ class SummaryRequest:
     end: int
 
 
+@dataclass(frozen=True)
+class ReadEarlier:
+    """Ask the chat to read the branch further back (the history ``skipped`` messages), then ask again.
+
+    ``tokens``: until the droppable messages read hold that many (``None``: back to the root).
+    """
+
+    tokens: int | None
+
+
 class ContextPolicy(Protocol):
-    """Chooses what a turn sends from the branch's ``History``."""
+    """Chooses what a turn sends from the branch's ``History``.
+
+    A policy whose class sets ``reads_tail = True`` (``TrimToBudget``) is given,
+    on a new process's first turn, only the newest part of a long branch and its
+    pinned messages, and answers ``ReadEarlier`` when its window could reach
+    further back; any other policy is given the whole branch.
+    """
 
     needs_budget: bool
 
     def select(
         self, history: History, budget: int | None, *, extra: int = 0, summary: StoredMessage | None = None
-    ) -> Context | SummaryRequest:
+    ) -> Context | SummaryRequest | ReadEarlier:
         """``extra`` is what the request spends outside the messages (tool definitions)."""
         ...
 
@@ -96,7 +115,9 @@ class KeepAll:
 
     def select(
         self, history: History, budget: int | None, *, extra: int = 0, summary: StoredMessage | None = None
-    ) -> Context:
+    ) -> Context | ReadEarlier:
+        if history.skipped:
+            return ReadEarlier(None)  # every message is sent: all of them must be read
         tokens = history.total + REPLY_PRIMING + extra
         if budget is not None and tokens > budget:
             raise _too_big(tokens, budget, f"the conversation ({len(history):,} messages)")
@@ -136,16 +157,25 @@ def _assemble(history: History, start: int, budget: int, extra: int, prefix: lis
 
 @dataclass
 class TrimToBudget:
-    """Keep system and developer messages; fill the rest of the budget with the newest messages."""
+    """Keep system and developer messages; fill the rest of the budget with the newest messages.
+
+    Given a history that skipped the older messages (only their pinned ones are
+    in it), it asks to ``ReadEarlier`` whenever everything read would fit, since
+    more might: what it sends is always what the whole branch would give.
+    """
 
     needs_budget: bool = True
+    #: It needs only the newest messages and the pinned ones (see :mod:`.loading`).
+    reads_tail: ClassVar[bool] = True
 
     def select(
         self, history: History, budget: int | None, *, extra: int = 0, summary: StoredMessage | None = None
-    ) -> Context:
+    ) -> Context | ReadEarlier:
         if budget is None:
             raise ChatkeepError("TrimToBudget needs a budget: pass context_window= or budget=")
         room = budget - history.pinned_tokens - REPLY_PRIMING - extra
+        if history.skipped and history.free_tokens(history.loaded_from) <= room:
+            return ReadEarlier(max(budget, 1))
         start = min(_fit(history, room), max(len(history) - 1, 0))
         while start > 0 and history.items[start].role == "tool":
             start -= 1  # the newest message is sent even when alone it is too big, and a result with its call
@@ -179,9 +209,11 @@ class Summarize:
 
     def select(
         self, history: History, budget: int | None, *, extra: int = 0, summary: StoredMessage | None = None
-    ) -> Context | SummaryRequest:
+    ) -> Context | SummaryRequest | ReadEarlier:
         if budget is None:
             raise ChatkeepError("Summarize needs a budget: pass context_window= or budget=")
+        if history.skipped:
+            return ReadEarlier(None)  # what a summary covers is found among all the messages
         covered = _covered_end(history, summary)
         prefix, prefix_tokens = _summary_prefix(history, summary)
         room = budget - history.pinned_tokens - prefix_tokens - REPLY_PRIMING - extra

@@ -40,6 +40,7 @@ __all__ = [
     "load_json",
     "moment",
     "open_export",
+    "open_export_archive",
     "open_plain",
     "too_deep",
 ]
@@ -246,6 +247,17 @@ def open_export(path: PathLike) -> Iterator[tuple[IO[bytes], str]]:
     archive (``../x``, ``/etc/x``), and absurd sizes or compression ratios,
     refuse the file.
     """
+    with open_export_archive(path) as (stream, label, _archive):
+        yield stream, label
+
+
+@contextmanager
+def open_export_archive(path: PathLike) -> Iterator[tuple[IO[bytes], str, zipfile.ZipFile | None]]:
+    """Like :func:`open_export`, with the zip itself (``None`` for a plain file) to read the files beside it.
+
+    The archive stays open, and its other entries readable, while the
+    ``conversations.json`` entry is being streamed.
+    """
     label = os.fspath(path)
     try:
         stream = open(path, "rb")
@@ -254,7 +266,7 @@ def open_export(path: PathLike) -> Iterator[tuple[IO[bytes], str]]:
     with stream:
         if stream.read(4) not in _ZIP_MAGIC:
             stream.seek(0)
-            yield _skip_bom(stream), label
+            yield _skip_bom(stream), label, None
             return
         stream.seek(0)
         try:
@@ -274,7 +286,7 @@ def open_export(path: PathLike) -> Iterator[tuple[IO[bytes], str]]:
                     _skip_bom(member)  # an entry of a file on disk can seek back to 0
                 except (*READ_ERRORS, ValueError) as exc:
                     raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
-                yield member, inner
+                yield member, inner, archive
 
 
 def json_array(stream: IO[bytes], label: str, what: str) -> Iterator[tuple[int, Any]]:

@@ -13,7 +13,8 @@ node whose parent is missing, a cycle) is imported as far as it is sound.
 Keys: a conversation is ``chatgpt:<conversation id>`` and each message its
 node id, so importing a later export of the same account adds only the turns
 that are new and moves the head to the newer current node. How message
-contents are mapped is described in :mod:`.chatgpt_content`.
+contents are mapped is described in :mod:`.chatgpt_content`; how the images
+and files in the export's zip join them, in :mod:`.chatgpt_files`.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from ._source import (
     epoch,
     first_line,
     json_array,
-    open_export,
+    open_export_archive,
     too_deep,
 )
 from ._tree import newest_leaf
 from .chatgpt_content import map_message
+from .chatgpt_files import Attacher, ExportFiles
 
 __all__ = ["read_chatgpt"]
 
@@ -71,16 +73,18 @@ def _items(stream: IO[bytes], label: str) -> Iterator[tuple[str, Any]]:
 
 def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
     """Yield the conversations of a ChatGPT export one at a time."""
-    with open_export(path) as (stream, label):
+    with open_export_archive(path) as (stream, label, archive):
         report = Report(label, warnings)
+        attacher = Attacher(ExportFiles(archive, report) if archive is not None else None, report)
         for where, item in _items(stream, label):
             try:
-                conversation = _conversation(item, where, report)
+                conversation = _conversation(item, where, report, attacher)
             except FormatError as error:
                 report.skip(error)
                 continue
             if conversation is not None:
                 yield conversation
+        attacher.finish()
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -129,7 +133,7 @@ def _status(message: dict[str, Any]) -> tuple[MessageStatus, str | None]:
 
 
 def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str, label: str,
-             default_time: datetime | None) -> ImportMessage | None:
+             default_time: datetime | None, attacher: Attacher) -> ImportMessage | None:
     """One node as a message to import, or ``None`` when the node is left out."""
     message = node.get("message")
     if not isinstance(message, dict):
@@ -138,7 +142,7 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     meta = _dict(message.get("metadata"))
     if mapped is None or (meta.get("is_visually_hidden_from_conversation") is True and not mapped.text.strip()):
         return None
-    body = checked_message({"role": mapped.role, "content": mapped.text}, field, label)
+    body = checked_message(attacher.body(mapped.role, mapped.text, message), field, label)
     author = _dict(message.get("author"))
     content_type = _dict(message.get("content")).get("content_type")
     original = {
@@ -164,7 +168,7 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     )
 
 
-def _conversation(item: Any, where: str, report: Report) -> ImportConversation | None:
+def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> ImportConversation | None:
     label = report.label
     if not isinstance(item, dict):
         raise FormatError(f"{where}: expected a conversation object, got {type(item).__name__}", file=label)
@@ -174,6 +178,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     source_id = next((value for value in (item.get("id"), item.get("conversation_id"))
                       if isinstance(value, str) and value), None)
     name = f"{where} (conversation {source_id})" if source_id else where
+    attacher.conversation(name)
     nodes = {key: node for key, node in mapping.items() if isinstance(node, dict)}
     order, orphans = _walk(nodes)
     reached = set(order)
@@ -189,7 +194,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     for key in order:
         parent = nodes[key].get("parent")
         anchor = None if key in orphans or not isinstance(parent, str) else kept_of.get(parent)
-        imported = _message(key, nodes[key], anchor, f"{where}.mapping[{key!r}]", label, created)
+        imported = _message(key, nodes[key], anchor, f"{where}.mapping[{key!r}]", label, created, attacher)
         kept_of[key] = key if imported is not None else anchor
         if imported is not None:
             messages.append(imported)

@@ -23,6 +23,14 @@ backtick is escaped) and nothing can cut the span open: not a table cell's
 that starts with a fixed word. In HTML everything from a message is escaped,
 and the page's Content-Security-Policy forbids every script and outside
 resource anyway.
+
+Attachments (images, audio, files a message carries inline) go where the
+export's :class:`~.export_attachments.Placement` puts them: links to files
+beside the document, data URLs, or a placeholder naming each. Only this
+module writes an image or a link for them, from names it makes itself; an
+image given by a remote URL stays text, so viewing an export loads nothing
+from elsewhere. The page's policy lets images and sound come from the page's
+own files or from data URLs, as the placement needs, and from nowhere else.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from typing import Any
 
 from ..store.base import ConversationRecord, StoredMessage, format_time
 from ._text import fence, storable
+from .export_attachments import Attachment, Placeholders, Placement, attachment_of, attachments_of
 
 __all__ = ["Exported", "html_conversation", "html_end", "html_start", "markdown_conversation"]
 
@@ -288,7 +297,19 @@ def _heading(stored: StoredMessage) -> str:
     return " · ".join([role, *details])
 
 
-def _markdown_message(stored: StoredMessage) -> str:
+_LEFT_OUT = "left out of this export"
+
+
+def _markdown_attachment(attachment: Attachment, place: Placement) -> str:
+    """A link to the attachment (an image where it is one), or a placeholder; the label is safe as it is."""
+    href = place.place(attachment)
+    if href is None:
+        return _one_line(f"[{attachment.label}; {_LEFT_OUT}]")
+    shown = attachment.kind == "image" and attachment.shown
+    return f"{'!' if shown else ''}[{attachment.label}]({href})"
+
+
+def _markdown_message(stored: StoredMessage, place: Placement) -> str:
     message = stored.message
     pieces: list[str] = []
     content = message.get("content")
@@ -296,8 +317,13 @@ def _markdown_message(stored: StoredMessage) -> str:
         pieces.append(markdown_text(content))
     elif isinstance(content, list):
         for part in content:
+            attachment = attachment_of(part)
+            if attachment is not None:
+                pieces.append(_markdown_attachment(attachment, place))
+                continue
             text, own = _part_text(part)
             pieces.append(markdown_text(text) if own else _one_line(text))
+    pieces += [_markdown_attachment(attachment, place) for attachment in attachments_of(message)]
     if isinstance(message.get("refusal"), str):
         pieces.append(markdown_text(f"Refusal: {message['refusal']}"))
     for name, call_id, arguments in _calls(message):
@@ -314,11 +340,15 @@ def _summary(item: Exported) -> str:
     return f"Conversation {record.id} · created {format_time(record.created_at)[:19]}Z · {len(item.path)} messages"
 
 
-def markdown_conversation(item: Exported) -> str:
-    """One conversation as a Markdown document: its title, then each message under its role."""
-    title = item.record.title or "Untitled conversation"
+def markdown_conversation(item: Exported, place: Placement | None = None) -> str:
+    """One conversation as a Markdown document: its title, then each message under its role.
+
+    ``place`` says where attachments go (default: placeholders naming them).
+    """
+    place = place if place is not None else Placeholders()
+    title = item.record.display_title
     parts = [f"# {_one_line(title)}\n", f"{_one_line(_summary(item))}\n"]
-    parts += [_markdown_message(stored) for stored in item.path]
+    parts += [_markdown_message(stored, place) for stored in item.path]
     return "\n".join(parts)
 
 
@@ -332,18 +362,26 @@ article { margin-bottom: 3rem; }
 .system, .developer { border-color: #999; background: #f7f7f7; } .tool, .function { border-color: #c08a2d; }
 .text, pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 pre { background: #f4f4f4; padding: .5rem; font: 14px/1.4 ui-monospace, monospace; }
+.attachment { margin: .5rem 0; color: #555; font-size: .9rem; } .attachment img { max-width: 100%; height: auto; }
 """
+# What the page may load besides its inline style, by where its attachments are: nothing at all without them.
+_MEDIA_SOURCES = {"files": "; img-src 'self' file:; media-src 'self' file:", "inline": "; img-src data:; media-src data:"}
 
 
 def _escape(text: str) -> str:
     return html.escape(storable(text), quote=True)
 
 
-def html_start(title: str) -> str:
-    """The page's head: charset, a policy that forbids scripts and outside resources, inline CSS."""
+def html_start(title: str, attachments: str = "placeholders") -> str:
+    """The page's head: charset, a policy that forbids scripts and outside resources, inline CSS.
+
+    ``attachments`` is the placement's mode: with ``files`` the page may show
+    images and sound from files beside it, with ``inline`` from data URLs.
+    """
+    policy = "default-src 'none'; style-src 'unsafe-inline'" + _MEDIA_SOURCES.get(attachments, "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         f"<title>{_escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
     )
@@ -353,17 +391,37 @@ def html_end() -> str:
     return "</body>\n</html>\n"
 
 
-def _html_message(stored: StoredMessage) -> str:
+def _html_attachment(attachment: Attachment, place: Placement) -> str:
+    """A picture, a player or a link for the attachment, or a placeholder naming it."""
+    href = place.place(attachment)
+    label = _escape(attachment.label)
+    if href is None:
+        return f'<p class="attachment">[{label}; {_LEFT_OUT}]</p>'
+    source = _escape(href)
+    if attachment.shown and attachment.kind == "image":
+        return f'<figure class="attachment"><img src="{source}" alt="{label}"><figcaption>{label}</figcaption></figure>'
+    if attachment.shown and attachment.kind == "audio":
+        return (f'<figure class="attachment"><audio controls src="{source}"></audio>'
+                f"<figcaption>{label}</figcaption></figure>")
+    return f'<p class="attachment"><a href="{source}" download="{_escape(attachment.file_name)}">{label}</a></p>'
+
+
+def _html_message(stored: StoredMessage, place: Placement) -> str:
     message = stored.message
-    texts: list[str] = []
+    body: list[str] = []
     content = message.get("content")
-    if isinstance(content, str):
-        texts.append(content)
+    if isinstance(content, str) and content:
+        body.append(f'<div class="text">{_escape(content)}</div>')
     elif isinstance(content, list):
-        texts += [_part_text(part)[0] for part in content]
+        for part in content:
+            attachment = attachment_of(part)
+            if attachment is not None:
+                body.append(_html_attachment(attachment, place))
+            elif text := _part_text(part)[0]:
+                body.append(f'<div class="text">{_escape(text)}</div>')
+    body += [_html_attachment(attachment, place) for attachment in attachments_of(message)]
     if isinstance(message.get("refusal"), str):
-        texts.append(f"Refusal: {message['refusal']}")
-    body = [f'<div class="text">{_escape(text)}</div>' for text in texts if text]
+        body.append(f'<div class="text">{_escape("Refusal: " + message["refusal"])}</div>')
     body += [f"<pre>{_escape(name)}({_escape(arguments)})" + (f" [{_escape(call_id)}]" if call_id else "") + "</pre>"
              for name, call_id, arguments in _calls(message)]
     role = re.sub(r"[^a-z]", "", stored.role)
@@ -371,9 +429,13 @@ def _html_message(stored: StoredMessage) -> str:
             + "\n".join(body) + "\n</section>\n")
 
 
-def html_conversation(item: Exported) -> str:
-    """One conversation as an ``<article>``: title, a line of facts, then each message."""
-    title = item.record.title or "Untitled conversation"
-    messages: Iterable[str] = (_html_message(stored) for stored in item.path)
+def html_conversation(item: Exported, place: Placement | None = None) -> str:
+    """One conversation as an ``<article>``: title, a line of facts, then each message.
+
+    ``place`` says where attachments go (default: placeholders naming them).
+    """
+    place = place if place is not None else Placeholders()
+    title = item.record.display_title
+    messages: Iterable[str] = (_html_message(stored, place) for stored in item.path)
     return (f'<article id="{_escape("conversation-" + item.record.id)}">\n<h1>{_escape(title)}</h1>\n'
             f'<p class="meta">{_escape(_summary(item))}</p>\n' + "".join(messages) + "</article>\n")

@@ -13,12 +13,12 @@ from ..errors import StoreError
 from .base import ANY, HEAD, PARENT, ConversationRecord, Draft, MessageStatus, StoredMessage
 from .conversation import Conversation
 from .files import ENV_VAR, default_database_path
-from .jsonfile import JSONFileStore
 from .protocol import Lease, Store
-from .sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from .jsonfile import JSONFileStore
     from .postgres import PostgresStore
+    from .sqlite import SQLiteStore
 
 __all__ = [
     "ANY",
@@ -37,7 +37,21 @@ __all__ = [
     "resolve_target",
 ]
 
-AnyStore = Union[SQLiteStore, JSONFileStore, "PostgresStore"]
+AnyStore = Union["SQLiteStore", "JSONFileStore", "PostgresStore"]
+
+
+def __getattr__(name: str) -> Any:
+    # The backends load when first named (PEP 562): a command that opens SQLite never imports
+    # the JSON file store's lock library, nor psycopg.
+    if name == "SQLiteStore":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore
+    if name == "JSONFileStore":
+        from .jsonfile import JSONFileStore
+
+        return JSONFileStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_target(target: str | os.PathLike[str] | None = None) -> str:
@@ -83,7 +97,11 @@ def open_store(target: str | os.PathLike[str] | None = None, **options: Any) -> 
     if where.lower().endswith(".json"):
         if options:
             raise StoreError(f"the JSON file store takes no options (got {', '.join(options)})")
+        from .jsonfile import JSONFileStore
+
         return JSONFileStore(Path(where).expanduser())
+    from .sqlite import SQLiteStore
+
     if where == ":memory:":
         return SQLiteStore(where, **options)
     return SQLiteStore(Path(where).expanduser(), **options)

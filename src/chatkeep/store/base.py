@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from ulid import ULID
-
 from ..errors import StoreError
 from ..items import item_role, response_item_text
 from ..messages import MessageDict, message_text
@@ -19,10 +17,13 @@ __all__ = [
     "HEAD",
     "PARENT",
     "ConversationRecord",
+    "DERIVED_TITLE_CHARS",
     "Draft",
     "MessageKind",
     "MessageStatus",
     "StoredMessage",
+    "UNTITLED",
+    "derive_title",
     "new_id",
     "utcnow",
 ]
@@ -44,6 +45,10 @@ ANY = "@any"
 
 def new_id() -> str:
     """Return a new time-sortable id (a lower-case ULID)."""
+    # Imported here: python-ulid reads its version from package metadata at import (~25 ms),
+    # which commands that only read (chatkeep list) should not pay.
+    from ulid import ULID
+
     return str(ULID()).lower()
 
 
@@ -57,12 +62,17 @@ def format_time(moment: datetime) -> str:
     The year is always four digits (``strftime("%Y")`` writes year 68 as ``68``,
     which no ISO parser reads back).
     """
-    utc = moment.astimezone(timezone.utc)
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
+    utc = moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)
+    # isoformat is several times faster than strftime, and its year has four digits too.
+    return utc.isoformat(timespec="microseconds")[:-len("+00:00")] + "Z"
 
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# One encoder for every call: json.dumps builds a new one per call when given options.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
@@ -71,7 +81,7 @@ def dumps(value: Any) -> str:
     A lone surrogate (legal in a Python str and in JSON, not in UTF-8) cannot be
     stored as raw text, so such values are written with ASCII escapes instead.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = _COMPACT.encode(value)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -88,6 +98,26 @@ def storable_text(text: str) -> str:
     return text
 
 
+#: The display title of a conversation with neither a title nor a user message with text.
+UNTITLED = "Untitled"
+#: How long a title made from a message may be, in characters (then it is cut at a word, with "…").
+DERIVED_TITLE_CHARS = 60
+
+
+def derive_title(text: str, limit: int = DERIVED_TITLE_CHARS) -> str:
+    """A title made from a message: its first line with text, spaces collapsed, cut at a word with ``…``.
+
+    Returns ``""`` when the text has no line with text. A run without spaces
+    (a long URL, Chinese) is cut at ``limit`` characters.
+    """
+    line = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
+    if len(line) <= limit:
+        return line
+    space = line.rfind(" ", 0, limit + 1)
+    cut = line[:space] if space >= limit // 2 else line[:limit]  # no space in the second half: cut in the word
+    return cut.rstrip(" ,.;:-–—") + "…"
+
+
 @dataclass(frozen=True)
 class ConversationRecord:
     """A conversation's own fields; its messages live in the store."""
@@ -100,6 +130,29 @@ class ConversationRecord:
     owner: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     message_count: int | None = None
+    #: When it was pinned (``None``: it is not); pinned conversations come first in ``chatkeep list``.
+    pinned_at: datetime | None = None
+    #: When it was archived (``None``: it is not); ``chatkeep list`` hides archived conversations.
+    archived_at: datetime | None = None
+    #: Its tags, sorted.
+    tags: tuple[str, ...] = ()
+    #: The start of its first user message (the first 1,000 characters), for ``display_title``.
+    first_prompt: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the conversation is pinned."""
+        return self.pinned_at is not None
+
+    @property
+    def archived(self) -> bool:
+        """Whether the conversation is archived."""
+        return self.archived_at is not None
+
+    @property
+    def display_title(self) -> str:
+        """Its own title, else one made from its first user message, else ``"Untitled"``."""
+        return self.title or derive_title(self.first_prompt or "") or UNTITLED
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,52 @@ class Conversation:
 
     @property
     def title(self) -> str | None:
+        """The conversation's own title (``None``: it has none; ``display_title`` makes one)."""
         return self.record.title
+
+    @property
+    def display_title(self) -> str:
+        """Its own title, else one made from its first user message (see ``ConversationRecord.display_title``)."""
+        return self.record.display_title
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The conversation's tags, sorted."""
+        return self.record.tags
+
+    def add_tags(self, *tags: str) -> tuple[str, ...]:
+        """Tag the conversation (lower case, spaces collapsed); return all its tags."""
+        return self.store.add_tags(self.id, tags).tags
+
+    def remove_tags(self, *tags: str) -> tuple[str, ...]:
+        """Take tags off the conversation; return the tags it still has."""
+        return self.store.remove_tags(self.id, tags).tags
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the conversation is pinned (listed first by ``chatkeep list``)."""
+        return self.record.pinned
+
+    def pin(self) -> None:
+        """Pin the conversation."""
+        self.store.set_pinned(self.id, True)
+
+    def unpin(self) -> None:
+        """Unpin the conversation."""
+        self.store.set_pinned(self.id, False)
+
+    @property
+    def archived(self) -> bool:
+        """Whether the conversation is archived (hidden from ``chatkeep list``; nothing is deleted)."""
+        return self.record.archived
+
+    def archive(self) -> None:
+        """Archive the conversation: ``chatkeep list`` hides it; its messages stay, and search finds them."""
+        self.store.set_archived(self.id, True)
+
+    def unarchive(self) -> None:
+        """Bring the conversation back from the archive."""
+        self.store.set_archived(self.id, False)
 
     @property
     def messages(self) -> list[MessageDict]:

@@ -61,6 +61,8 @@ from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .files import ensure_private_dir
 from .heads import expected_head, head_moves, resolve_parent
+from .organize import FIRST_PROMPT_CHARS
+from .pinned import PINNED_ROLES
 from .protocol import Feature
 from .search import SearchHit, parse_query
 
@@ -122,6 +124,7 @@ class JSONFileStore(ConversationAccess):
         raise self._holds({
             "branches": "keep a second branch", "conversations": "hold a second conversation",
             "summaries": "keep a summary beside the messages", "response_items": "keep Responses API items",
+            "titles": "keep a title", "tags": "keep tags, a pin or an archived mark",
         }[feature])
 
     # -- the file ----------------------------------------------------------------
@@ -252,9 +255,10 @@ class JSONFileStore(ConversationAccess):
     def _record(self, messages: list[MessageDict]) -> ConversationRecord:
         st = self.file.stat() if self.file.exists() else None
         moment = datetime.fromtimestamp(st.st_mtime, timezone.utc) if st else datetime.now(timezone.utc)
+        first = next((text for m in messages if m.get("role") == "user" and (text := message_text(m))), None)
         return ConversationRecord(
             id=self.conversation_id, title=None, created_at=moment, updated_at=moment,
-            head_id=_tip(messages), message_count=len(messages),
+            head_id=_tip(messages), message_count=len(messages), first_prompt=first and first[:FIRST_PROMPT_CHARS],
         )
 
     def _stored(self, messages: list[MessageDict], index: int, *, head_moved: bool | None = None) -> StoredMessage:
@@ -308,10 +312,52 @@ class JSONFileStore(ConversationAccess):
         offset: int = 0,
         title_contains: str | None = None,
         owner: str | None = None,
+        matching: str | None = None,
+        tags: Sequence[str] = (),
+        pinned: bool | None = None,
+        archived: bool | None = None,
+        since: datetime | None = None,
+        model: str | None = None,
+        pinned_first: bool = False,
     ) -> list[ConversationRecord]:
-        if title_contains or owner is not None or offset > 0 or limit == 0:
+        """The file's one conversation, unless a filter rules it out (it has no title, owner, tags, pin or models)."""
+        if title_contains or owner is not None or tags or pinned or archived or model is not None:
             return []
-        return [self._record(self._messages())]
+        if offset > 0 or limit == 0:
+            return []
+        record = self._record(self._messages())
+        if (since is not None and record.updated_at < since) or (matching and not self.search(matching, limit=1)):
+            return []
+        return [record]
+
+    def add_tags(self, conversation_id: str, tags: Iterable[str] | str) -> ConversationRecord:
+        """Refused: the file keeps messages only."""
+        self._check_id(conversation_id)
+        raise self._holds("keep tags")
+
+    def remove_tags(self, conversation_id: str, tags: Iterable[str] | str) -> ConversationRecord:
+        """Refused: the file keeps messages only."""
+        self._check_id(conversation_id)
+        raise self._holds("keep tags")
+
+    def tag_counts(self) -> dict[str, int]:
+        """The file keeps no tags."""
+        return {}
+
+    def set_pinned(self, conversation_id: str, pinned: bool = True) -> ConversationRecord:
+        """Refused: the file keeps messages only."""
+        self._check_id(conversation_id)
+        raise self._holds("keep a pin")
+
+    def set_archived(self, conversation_id: str, archived: bool = True) -> ConversationRecord:
+        """Refused: the file keeps messages only."""
+        self._check_id(conversation_id)
+        raise self._holds("be archived")
+
+    def suggest_title(self, conversation_id: str, title: str) -> bool:
+        """Refused: the file keeps messages only."""
+        self._check_id(conversation_id)
+        raise self._holds("keep a title")
 
     def update_conversation(
         self,
@@ -428,6 +474,13 @@ class JSONFileStore(ConversationAccess):
         start = 0 if last is None else max(0, end - max(last, 0))
         return [self._stored(messages, i) for i in range(start, end)]
 
+    def pinned_path(self, conversation_id: str, message_id: str) -> list[StoredMessage]:
+        """The system and developer messages before ``message_id`` (the file is in memory: a scan)."""
+        self._check_id(conversation_id)
+        messages = self._messages()
+        end = self._index(message_id, messages)
+        return [self._stored(messages, i) for i in range(end) if messages[i].get("role") in PINNED_ROLES]
+
     def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
         """The whole array, as new dicts."""
         self._check_id(conversation_id)
@@ -481,6 +534,7 @@ class JSONFileStore(ConversationAccess):
         since: datetime | None = None,
         until: datetime | None = None,
         owner: str | None = None,
+        tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
@@ -488,7 +542,7 @@ class JSONFileStore(ConversationAccess):
 
         The file keeps no models, times or owners, so those filters match nothing.
         """
-        if model is not None or since is not None or until is not None or owner is not None:
+        if model is not None or since is not None or until is not None or owner is not None or tags:
             return []
         terms = parse_query(query)
         words = [w.lower() for w in (*terms.required, *terms.prefixes)]

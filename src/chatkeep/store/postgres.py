@@ -22,14 +22,15 @@ Why it works this way:
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConversationNotFound, HeadMoved, MessageNotFound, StoreError
 from ..messages import MessageDict
+from ..redact import Redactor
 from .base import (
     ANY,
     HEAD,
@@ -47,19 +48,24 @@ from .bulk import ImportConversation, ImportSummary, checked_first
 from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
+from .organize import POSTGRES, Organizing
+from .pinned import chain_pinned, describe_mismatch, mismatches_sql
 from .postgres_bulk import blobs_on, import_into, keep_attachments, searchable_text
 from .postgres_pool import Connections, require_psycopg
 from .postgres_schema import SCHEMA_VERSION, migrate, schema_version
 from .postgres_search import search_in, tsvector_text
 from .protocol import Feature, OpenLease
+from .redaction import redact_drafts
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
     PREFIXED_MESSAGE_COLUMNS,
     body_from,
+    branch_of,
     conversation_from_row,
     loads,
     message_from_row,
+    parse_json,
 )
 from .search import SearchHit
 
@@ -78,11 +84,6 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _require_conversation(conn: Connection[Any], conversation_id: str, *, lock: bool = False) -> str | None:
@@ -114,15 +115,24 @@ _WALK = f"""
 """
 _WALK_FROM_HEAD = _WALK.format(start="(SELECT head_id FROM conversations WHERE id = %(conversation)s)")
 _WALK_FROM_MESSAGE = _WALK.format(start="%(head)s")
-_BODIES_FROM_HEAD = """
-    WITH RECURSIVE walk AS (
-        SELECT body, attachments, parent_id, 1 AS depth FROM messages
-        WHERE id = (SELECT head_id FROM conversations WHERE id = %(conversation)s)
+# The pinned messages before %(start)s (see .pinned), oldest first.
+_PINNED_CHAIN = f"""
+    WITH RECURSIVE chain AS (
+        SELECT {MESSAGE_COLUMNS}, pinned_ancestor AS next, 1 AS depth FROM messages
+        WHERE id = (SELECT pinned_ancestor FROM messages WHERE id = %(start)s)
         UNION ALL
-        SELECT m.body, m.attachments, m.parent_id, walk.depth + 1 FROM walk JOIN messages m ON m.id = walk.parent_id
+        SELECT {PREFIXED_MESSAGE_COLUMNS}, m.pinned_ancestor, chain.depth + 1
+        FROM chain JOIN messages m ON m.id = chain.next
     )
-    SELECT body, attachments FROM walk ORDER BY depth DESC
+    SELECT {MESSAGE_COLUMNS} FROM chain ORDER BY depth DESC
 """
+
+
+def _pipelined(conn: Connection[Any]) -> AbstractContextManager[Any]:
+    """Pipeline mode, where libpq has it: the statements inside go to the server in one round trip."""
+    from psycopg import Pipeline
+
+    return conn.pipeline() if Pipeline.is_supported() else nullcontext()
 
 
 def _walk(conn: Connection[Any], head_id: str | None, last: int | None) -> list[StoredMessage]:
@@ -155,6 +165,9 @@ def _append_sql(*, head: bool, check_parent: bool, condition: str) -> str:
     decides, against that head, whether the head moves to the chain's last
     message. Doing it all in one statement keeps the row locked for the
     shortest time. The messages come as arrays, one element per message.
+    The parent's pinned ancestor (see :mod:`.pinned`) is read by a volatile
+    function: it sees a head committed while the statement waited for the
+    lock, which the statement's own snapshot does not.
     """
     return f"""
         WITH conversation AS (
@@ -165,20 +178,23 @@ def _append_sql(*, head: bool, check_parent: bool, condition: str) -> str:
             {"WHERE EXISTS (SELECT 1 FROM messages p WHERE p.id = %(parent)s"
              " AND p.conversation_id = conversation.id)" if check_parent else ""}
         ), decided AS (
-            SELECT pid, ({condition}) AS moves FROM parent
+            SELECT pid, ({condition}) AS moves, chatkeep_pinned_below(parent.pid) AS pinned FROM parent
         ), added AS (
             INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,
                                   status, model, usage, latency_ms, finish_reason, error, token_counts, metadata,
-                                  attachments)
+                                  attachments, pinned_ancestor)
             SELECT r.id, %(conversation)s, CASE WHEN r.n = 1 THEN decided.pid ELSE r.before END, r.kind, r.role,
                    r.body, r.text, r.search::tsvector, clock_timestamp(), r.status, r.model, r.usage,
-                   r.latency_ms, r.finish_reason, r.error, r.token_counts, r.metadata, r.attachments
+                   r.latency_ms, r.finish_reason, r.error, r.token_counts, r.metadata, r.attachments,
+                   coalesce(r.pinned, decided.pinned)
             FROM unnest(%(ids)s::text[], %(befores)s::text[], %(kinds)s::text[], %(roles)s::text[],
                         %(bodies)s::text[], %(texts)s::text[], %(searches)s::text[], %(statuses)s::text[],
                         %(models)s::text[], %(usages)s::text[], %(latencies)s::float8[], %(finishes)s::text[],
-                        %(errors)s::text[], %(counts)s::text[], %(metas)s::text[], %(refs)s::text[])
+                        %(errors)s::text[], %(counts)s::text[], %(metas)s::text[], %(refs)s::text[],
+                        %(pinneds)s::text[])
                  WITH ORDINALITY AS r(id, before, kind, role, body, text, search, status, model, usage,
-                                      latency_ms, finish_reason, error, token_counts, metadata, attachments, n)
+                                      latency_ms, finish_reason, error, token_counts, metadata, attachments, pinned,
+                                      n)
             CROSS JOIN decided
             ORDER BY r.n
             RETURNING id, created_at
@@ -211,6 +227,8 @@ def _append_params(conversation_id: str, rows: list[NewRow], parent: str | None,
         "kinds": [d.kind for d in drafts], "roles": [row.role for row in rows],
         "bodies": [dumps(row.stored) for row in rows], "texts": texts, "searches": [tsvector_text(t) for t in texts],
         "refs": [row.refs_json for row in rows],
+        # within the chain, each row's nearest pinned predecessor (the rows are not visible to the statement itself)
+        "pinneds": chain_pinned([row.role for row in rows], [row.id for row in rows]),
         "statuses": [d.status for d in drafts], "models": [d.model for d in drafts],
         "usages": [None if d.usage is None else dumps(dict(d.usage)) for d in drafts],
         "latencies": [d.latency_ms for d in drafts], "finishes": [d.finish_reason for d in drafts],
@@ -221,12 +239,16 @@ def _append_params(conversation_id: str, rows: list[NewRow], parent: str | None,
     }
 
 
-class PostgresStore(ConversationAccess):
+class PostgresStore(ConversationAccess, Organizing):
     """A :class:`~chatkeep.store.Store` on a PostgreSQL database (12 or newer).
 
     ``pool_size`` caps the connections this store opens, ``timeout`` is how long
     a call waits for one, ``connect_timeout`` how long a connection attempt may take.
     """
+
+    _dialect = POSTGRES
+    #: Redacts every message before it is stored (the ``redact_on_write`` setting); ``None``: off.
+    redactor: Redactor | None = None
 
     def __init__(
         self, url: str, *, pool_size: int = 10, timeout: float = 30.0, connect_timeout: float = 10.0
@@ -257,6 +279,12 @@ class PostgresStore(ConversationAccess):
 
     def _all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[Any]:
         return self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+    def _organize(self, operation: Callable[[Connection[Any]], T]) -> T:
+        return self._write(operation)
+
+    def _survey(self, operation: Callable[[Connection[Any]], T]) -> T:
+        return self._read(operation)
 
     def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""
@@ -318,35 +346,6 @@ class PostgresStore(ConversationAccess):
 
         return self._write(insert)
 
-    def get_conversation(self, conversation_id: str) -> ConversationRecord:
-        row = self._one(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,))
-        if row is None:
-            raise ConversationNotFound(conversation_id)
-        return conversation_from_row(row, _utc)
-
-    def list_conversations(
-        self,
-        *,
-        limit: int | None = 50,
-        offset: int = 0,
-        title_contains: str | None = None,
-        owner: str | None = None,
-    ) -> list[ConversationRecord]:
-        where, params = [], []
-        if title_contains:
-            where.append("title ILIKE %s ESCAPE '\\'")
-            params.append(_like_pattern(title_contains))
-        if owner is not None:
-            where.append("owner = %s")
-            params.append(owner)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._all(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
-            " ORDER BY updated_at DESC, id DESC LIMIT %s OFFSET %s",
-            (*params, limit, offset),
-        )
-        return [conversation_from_row(row, _utc) for row in rows]
-
     def update_conversation(
         self,
         conversation_id: str,
@@ -356,7 +355,7 @@ class PostgresStore(ConversationAccess):
     ) -> ConversationRecord:
         row = self._write(lambda conn: conn.execute(
             "UPDATE conversations SET title = coalesce(%s, title), metadata = coalesce(%s, metadata),"
-            f" updated_at = clock_timestamp() WHERE id = %s RETURNING {CONVERSATION_COLUMNS}",
+            f" updated_at = clock_timestamp() WHERE id = %s RETURNING {CONVERSATION_COLUMNS}, {POSTGRES.extras}",
             (title, None if metadata is None else dumps(dict(metadata)), conversation_id),
         ).fetchone())
         if row is None:
@@ -394,7 +393,7 @@ class PostgresStore(ConversationAccess):
         move_head: bool = True,
     ) -> list[StoredMessage]:
         """Store a chain of messages in one statement; the head moves by compare-and-set."""
-        rows = prepare(drafts)
+        rows = prepare(redact_drafts(drafts, self.redactor))
         if not rows:
             return []
         return self._write(lambda conn: self._insert_chain(conn, conversation_id, rows, parent_id, expect_head,
@@ -428,7 +427,7 @@ class PostgresStore(ConversationAccess):
 
     def edit(self, conversation_id: str, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
         """Store ``message`` as a sibling of ``message_id`` and move the head to it, in one transaction."""
-        rows = prepare([Draft(message)])
+        rows = prepare(redact_drafts([Draft(message)], self.redactor))
 
         def edit(conn: Connection[Any]) -> StoredMessage:
             _require_conversation(conn, conversation_id, lock=True)
@@ -494,16 +493,18 @@ class PostgresStore(ConversationAccess):
                 raise StoreError(f"a conversation with id {target!r} already exists") from exc
             conn.cursor().executemany(
                 "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at,"
-                " status, model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments)"
+                " status, model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments,"
+                " pinned_ancestor)"
                 " SELECT %s, %s, %s, kind, role, body, text, search, created_at, status, model, usage, latency_ms,"
-                " finish_reason, error, token_counts, %s, attachments FROM messages WHERE id = %s",
-                [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
+                " finish_reason, error, token_counts, %s, attachments, chatkeep_pinned_below(%s)"
+                " FROM messages WHERE id = %s",
+                [(c.id, target, c.parent_id, dumps(c.metadata), c.parent_id, c.source.id) for c in copies],
             )
             conn.cursor().executemany("INSERT INTO attachment_uses (message_id, sha256)"
                                       " SELECT %s, sha256 FROM attachment_uses WHERE message_id = %s",
                                       [(c.id, c.source.id) for c in copies])
             done = conn.execute(
-                f"UPDATE conversations SET head_id = %s WHERE id = %s RETURNING {CONVERSATION_COLUMNS}",
+                f"UPDATE conversations SET head_id = %s WHERE id = %s RETURNING {CONVERSATION_COLUMNS}, {POSTGRES.extras}",
                 (copies[-1].id if copies else None, target),
             ).fetchone()
             assert done is not None
@@ -619,15 +620,35 @@ class PostgresStore(ConversationAccess):
 
         return [message_from_row(row, _utc, self._blobs) for row in self._read(walk)]
 
-    def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
-        """Only the message dicts of the current branch: what ``conversation.messages`` needs."""
-        def bodies(conn: Connection[Any]) -> list[Any]:
-            rows = conn.execute(_BODIES_FROM_HEAD, {"conversation": conversation_id}).fetchall()
-            if not rows:
-                _require_conversation(conn, conversation_id)
-            return rows
+    def pinned_path(self, conversation_id: str, message_id: str) -> list[StoredMessage]:
+        """The system and developer messages before ``message_id`` on its branch: a short chain, not a walk."""
+        def chain(conn: Connection[Any]) -> list[Any]:
+            _require_message_in(conn, message_id, conversation_id)
+            return conn.execute(_PINNED_CHAIN, {"start": message_id}).fetchall()
 
-        return [body_from(row[0], row[1], self._blobs) if row[1] else json.loads(row[0]) for row in self._read(bodies)]
+        return [message_from_row(row, _utc, self._blobs) for row in self._read(chain)]
+
+    def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
+        """Only the message dicts of the current branch: what ``conversation.messages`` needs.
+
+        As on SQLite, one scan of the conversation's rows (in the order the
+        index on conversation and seq keeps) and a walk in memory beat the
+        recursive query's index lookup per message; the head and the rows are
+        asked for in one round trip.
+        """
+        def scan(conn: Connection[Any]) -> tuple[Any, list[Any]]:
+            with _pipelined(conn):
+                head = conn.execute("SELECT head_id FROM conversations WHERE id = %s", (conversation_id,))
+                rows = conn.execute("SELECT id, parent_id, body, attachments FROM messages"
+                                    " WHERE conversation_id = %s ORDER BY seq", (conversation_id,))
+                found = head.fetchone()
+            return found, rows.fetchall()
+
+        found, rows = self._read(scan)
+        if found is None:
+            raise ConversationNotFound(conversation_id)
+        return [body_from(row[2], row[3], self._blobs) if row[3] else parse_json(row[2])
+                for row in branch_of(rows, found[0])]
 
     def find_messages(self, conversation_id: str, *, kind: MessageKind) -> list[StoredMessage]:
         rows = self._all(
@@ -679,6 +700,7 @@ class PostgresStore(ConversationAccess):
         since: datetime | None = None,
         until: datetime | None = None,
         owner: str | None = None,
+        tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
@@ -694,7 +716,7 @@ class PostgresStore(ConversationAccess):
         return self._read(lambda conn: search_in(
             conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc, self._blobs),
             conversation_id=conversation_id, role=role, model=model, since=since, until=until,
-            owner=owner, limit=limit, offset=offset,
+            owner=owner, tags=tags, limit=limit, offset=offset,
         ))
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
@@ -790,4 +812,5 @@ _INTEGRITY_CHECKS: list[tuple[str, Callable[..., str]]] = [
         "SELECT id, kind FROM messages WHERE kind NOT IN ('chat', 'summary', 'response_item') LIMIT 100",
         lambda m, k: f"message {m!r}: unknown kind {k!r}",
     ),
+    (mismatches_sql("IS DISTINCT FROM"), describe_mismatch),
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError
 from .base import check_conversation_id, dumps, role_and_text, storable_text
 from .bulk import ImportConversation, ImportSummary, plan_import
+from .pinned import INHERITED_SQL, inherited_pinned
 from .postgres_search import tsvector_text
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ __all__ = ["blobs_on", "import_into", "keep_attachments", "searchable_text", "ut
 
 _COPY_IMPORTED = (
     "COPY messages (id, conversation_id, parent_id, kind, role, body, text, search, created_at, status,"
-    " model, usage, finish_reason, metadata, source_key, attachments) FROM STDIN"
+    " model, usage, finish_reason, metadata, source_key, attachments, pinned_ancestor) FROM STDIN"
 )
 
 
@@ -58,6 +59,12 @@ def keep_attachments(conn: Connection[Any], uses: list[tuple[str, Any]]) -> None
                        [(message_id, blob.sha256) for message_id, message_blobs in uses for blob in message_blobs])
 
 
+def _passed_down(conn: Connection[Any], ids: list[str]) -> dict[str, str | None]:
+    """What stored messages pass down to their children as ``pinned_ancestor`` (see :mod:`.pinned`)."""
+    rows = conn.execute(f"SELECT p.id, {INHERITED_SQL} FROM messages p WHERE p.id = ANY(%s)", (ids,)).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
 def _open_conversation(conn: Connection[Any], item: ImportConversation, now: datetime) -> tuple[str, bool]:
     """The conversation to import into, locked: the one with the same source key, or a new one."""
     from psycopg import errors
@@ -93,15 +100,16 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
     plan = plan_import(item, conversation_id, known)
     if plan.new:
         # One COPY for the conversation; parents precede children, and the foreign
-        # keys are checked when it ends.
+        # keys are checked when it ends. COPY takes no subquery: the pinned ancestors are worked out here.
+        pinned = inherited_pinned(((m.id, m.parent_id, m.role) for m in plan.new), lambda ids: _passed_down(conn, ids))
         with conn.cursor().copy(_COPY_IMPORTED) as copy:
-            for m in plan.new:
+            for m, pinned_ancestor in zip(plan.new, pinned):
                 text = without_nul(m.text)
                 copy.write_row((
                     m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), text,
                     tsvector_text(text), utc(m.source.created_at) or now, m.source.status, m.source.model,
                     None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
-                    dumps(m.source.metadata), m.source.key, m.refs_json,
+                    dumps(m.source.metadata), m.source.key, m.refs_json, pinned_ancestor,
                 ))
         if any(m.blobs for m in plan.new):
             keep_attachments(conn, [(m.id, m.blobs) for m in plan.new if m.blobs])

@@ -202,6 +202,62 @@ def m007_message_keys(conn: Connection[Any]) -> None:
     )
 
 
+def m008_organize(conn: Connection[Any]) -> None:
+    """Tags, pins and the archive: a conversation's tags in a table of their own, pins and archiving as times."""
+    _run(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN pinned_at timestamptz;
+        ALTER TABLE conversations ADD COLUMN archived_at timestamptz;
+        CREATE TABLE conversation_tags (
+            conversation_id text NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            tag             text NOT NULL,
+            PRIMARY KEY (conversation_id, tag)
+        );
+        CREATE INDEX conversation_tags_tag ON conversation_tags (tag, conversation_id)
+        """,
+    )
+
+
+def m009_pinned_ancestors(conn: Connection[Any]) -> None:
+    """Each message names its nearest system or developer ancestor (see :mod:`.pinned`).
+
+    A turn that reads only the newest messages finds the branch's pinned ones
+    through this chain instead of walking the branch. Existing rows get theirs
+    in one pass down every tree from its roots (UNION: a cycle cannot loop).
+    """
+    _run(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN pinned_ancestor text;
+        -- VOLATILE: a fresh snapshot, so an append sees a parent committed while it waited for its lock.
+        CREATE FUNCTION chatkeep_pinned_below(parent text) RETURNS text LANGUAGE sql VOLATILE AS $$
+            SELECT CASE WHEN role IN ('developer', 'system') THEN id ELSE pinned_ancestor END
+            FROM messages WHERE id = parent
+        $$;
+        WITH RECURSIVE walk(id, role, pinned) AS (
+            SELECT id, role, NULL::text FROM messages WHERE parent_id IS NULL
+            UNION
+            SELECT m.id, m.role, CASE WHEN walk.role IN ('developer', 'system') THEN walk.id ELSE walk.pinned END
+            FROM walk JOIN messages m ON m.parent_id = walk.id
+        )
+        UPDATE messages SET pinned_ancestor = walk.pinned FROM walk
+        WHERE walk.id = messages.id AND walk.pinned IS NOT NULL
+        """,
+    )
+
+
+def m010_pinned_and_archived_lists(conn: Connection[Any]) -> None:
+    """Find the pinned and the archived conversations, newest first, without reading every conversation."""
+    _run(
+        conn,
+        """
+        CREATE INDEX conversations_pinned ON conversations (updated_at DESC, id DESC) WHERE pinned_at IS NOT NULL;
+        CREATE INDEX conversations_archived ON conversations (updated_at DESC, id DESC) WHERE archived_at IS NOT NULL
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m001_initial,
     m002_full_text_search,
@@ -210,6 +266,9 @@ MIGRATIONS: list[Callable[[Connection[Any]], None]] = [
     m005_calibrations,
     m006_attachments,
     m007_message_keys,
+    m008_organize,
+    m009_pinned_ancestors,
+    m010_pinned_and_archived_lists,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,11 +12,12 @@ Chinese sentence as one word, and read user text as query syntax.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .base import StoredMessage
+from .organize import normalize_tags
 from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, search_words, snippet
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def search_in(
     since: datetime | None = None,
     until: datetime | None = None,
     owner: str | None = None,
+    tags: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
 ) -> list[SearchHit]:
@@ -109,6 +111,10 @@ def search_in(
         if value is not None:
             where.append(clause)
             params[name] = value
+    for number, tag in enumerate(normalize_tags(tags)):
+        where.append(f"EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = m.conversation_id"
+                     f" AND t.tag = %(tag{number})s)")
+        params[f"tag{number}"] = tag
     # The query is a literal, not a parameter, so the planner sees which words it holds: for
     # a word in nearly every message it walks messages_seq backwards and stops at MAX_RANKED
     # matches; for a rarer one it asks the GIN index (a prepared, generic plan could not tell).

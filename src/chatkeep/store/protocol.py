@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["Feature", "Lease", "OpenLease", "Store"]
 
 #: What a store's format may be unable to hold: several branches, several conversations,
-#: stored summaries (kept off the branch), Responses API items.
-Feature = Literal["branches", "conversations", "summaries", "response_items"]
+#: stored summaries (kept off the branch), Responses API items, titles, tags (with pins and the archive).
+Feature = Literal["branches", "conversations", "summaries", "response_items", "titles", "tags"]
 
 
 @runtime_checkable
@@ -64,8 +64,47 @@ class Store(Protocol):
         offset: int = 0,
         title_contains: str | None = None,
         owner: str | None = None,
+        matching: str | None = None,
+        tags: Sequence[str] = (),
+        pinned: bool | None = None,
+        archived: bool | None = None,
+        since: datetime | None = None,
+        model: str | None = None,
+        pinned_first: bool = False,
     ) -> list[ConversationRecord]:
-        """Conversations, most recently updated first."""
+        """Conversations, most recently updated first; with ``pinned_first``, pinned ones before the rest.
+
+        Every filter given must match: ``title_contains`` (any case);
+        ``matching``, in the title or in any message (words as ``search``
+        reads them); ``owner``; ``tags``, every one of them; ``pinned`` and
+        ``archived`` (``True``: only those, ``False``: none of those, ``None``:
+        either); ``since``, updated at or after it; ``model``, a reply from a
+        model whose name starts with it.
+        """
+        ...
+
+    def add_tags(self, conversation_id: str, tags: Iterable[str] | str) -> ConversationRecord:
+        """Tag a conversation (lower case, spaces collapsed; a tag it has stays once); return it as it is now."""
+        ...
+
+    def remove_tags(self, conversation_id: str, tags: Iterable[str] | str) -> ConversationRecord:
+        """Take tags off a conversation (one it does not carry is no error); return it as it is now."""
+        ...
+
+    def tag_counts(self) -> dict[str, int]:
+        """Every tag in the store and how many conversations carry it, sorted by tag."""
+        ...
+
+    def set_pinned(self, conversation_id: str, pinned: bool = True) -> ConversationRecord:
+        """Pin a conversation, or unpin it; return it as it is now."""
+        ...
+
+    def set_archived(self, conversation_id: str, archived: bool = True) -> ConversationRecord:
+        """Archive a conversation (hidden from ``chatkeep list``, every message kept), or bring it back."""
+        ...
+
+    def suggest_title(self, conversation_id: str, title: str) -> bool:
+        """Set the title only if the conversation has none yet, in one step; say whether it did."""
         ...
 
     def update_conversation(
@@ -174,6 +213,14 @@ class Store(Protocol):
         """
         ...
 
+    def pinned_path(self, conversation_id: str, message_id: str) -> list[StoredMessage]:
+        """The system and developer messages among ``message_id``'s ancestors (itself excluded), oldest first.
+
+        What a context trimmed to a budget keeps of the branch before its newest
+        messages; found without walking the branch (see :mod:`.pinned`).
+        """
+        ...
+
     def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
         """The message dicts of the current branch, oldest first: new copies the caller may change."""
         ...
@@ -202,10 +249,12 @@ class Store(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         owner: str | None = None,
+        tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first, filtered by conversation, role, model prefix, dates, owner."""
+        """Messages matching ``query``, best first, filtered by conversation, role, model prefix, dates, owner,
+        and tags (the conversation carries every one)."""
         ...
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:

@@ -3,42 +3,85 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from .attachments import Ref, restore
 from .base import ConversationRecord, StoredMessage
 
-__all__ = ["CONVERSATION_COLUMNS", "MESSAGE_COLUMNS", "PREFIXED_MESSAGE_COLUMNS", "BlobReader", "body_from",
-           "conversation_from_row", "loads", "message_from_row"]
+__all__ = ["CONVERSATION_COLUMNS", "MESSAGE_COLUMNS", "PREFIXED_MESSAGE_COLUMNS", "BlobReader", "body_from", "branch_of",
+           "conversation_from_row", "loads", "message_from_row", "parse_json"]
 
 MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, kind, body, created_at, status, model, usage, "
     "latency_ms, finish_reason, error, token_counts, metadata, attachments"
 )
-CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata"
+CONVERSATION_COLUMNS = "id, title, created_at, updated_at, head_id, owner, metadata, pinned_at, archived_at"
 PREFIXED_MESSAGE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in MESSAGE_COLUMNS.split(","))
 
 #: How a backend turns its stored time into an aware UTC datetime.
 TimeReader = Callable[[Any], datetime]
 #: How a backend reads attachments' bytes by SHA-256.
 BlobReader = Callable[[list[str]], Mapping[str, bytes]]
+#: A row as the database driver returns it.
+Row = Sequence[Any]
+
+
+# msgspec reads JSON several times faster than json, to the same value: integers of any
+# size stay exact, floats round alike, a repeated key keeps its last value. What it refuses
+# (NaN, Infinity and escaped lone surrogates, which json.dumps writes) goes to json.
+@cache
+def _decode() -> Callable[[str], Any]:
+    import msgspec  # here, not at the top: a command that reads no message does not load it
+
+    return msgspec.json.Decoder().decode
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``, read faster (msgspec); the same value for every text."""
+    try:
+        return _decode()(text)
+    except (ValueError, RecursionError):  # msgspec.DecodeError is a ValueError
+        return json.loads(text)
 
 
 def loads(text: str | None) -> Any:
     """A JSON column's value (None stays None)."""
     if text is None:
         return None
-    return {} if text == "{}" else json.loads(text)  # most metadata is empty: skip the parser
+    return {} if text == "{}" else parse_json(text)  # most metadata is empty: skip the parser
 
 
 def body_from(text: str, refs: str | None, blobs: BlobReader | None) -> Any:
     """A stored body, with its attachments put back (they are read only for a body that has some)."""
-    body = json.loads(text)
+    body = parse_json(text)
     if refs and blobs is not None:
         body = restore(body, [Ref.from_json(ref) for ref in json.loads(refs)], blobs)
     return body
+
+
+def branch_of(rows: Sequence[Row], head: str | None) -> list[Row]:
+    """The rows on the path from the root to ``head``, oldest first.
+
+    ``rows`` are one conversation's, each starting ``(id, parent_id, ...)``, in
+    the order they were stored. A conversation that never branched is all of
+    them, which one comparison of two lists confirms; otherwise the parent
+    links are followed back from the head (at most once round all the rows).
+    """
+    if head is None or not rows:
+        return []
+    if rows[-1][0] == head and rows[0][1] is None and [row[1] for row in rows[1:]] == [row[0] for row in rows[:-1]]:
+        return list(rows)
+    by_id = {row[0]: row for row in rows}
+    path: list[Row] = []
+    cursor = by_id.get(head)
+    while cursor is not None and len(path) < len(rows):
+        path.append(cursor)
+        cursor = by_id.get(cursor[1])
+    path.reverse()
+    return path
 
 
 def message_from_row(row: tuple[Any, ...], time: TimeReader, blobs: BlobReader | None = None) -> StoredMessage:
@@ -62,7 +105,13 @@ def message_from_row(row: tuple[Any, ...], time: TimeReader, blobs: BlobReader |
 
 
 def conversation_from_row(row: tuple[Any, ...], time: TimeReader) -> ConversationRecord:
-    """A ``ConversationRecord`` from a row of ``CONVERSATION_COLUMNS``."""
+    """A ``ConversationRecord`` from a row of ``CONVERSATION_COLUMNS``.
+
+    Two more columns may follow (see :mod:`.organize`): the tags (a JSON array
+    from SQLite, a list from PostgreSQL, ``NULL`` for none) and the start of
+    the first user message.
+    """
+    tags = row[9] if len(row) > 9 else None
     return ConversationRecord(
         id=row[0],
         title=row[1],
@@ -71,4 +120,8 @@ def conversation_from_row(row: tuple[Any, ...], time: TimeReader) -> Conversatio
         head_id=row[4],
         owner=row[5],
         metadata=loads(row[6]) or {},
+        pinned_at=None if row[7] is None else time(row[7]),
+        archived_at=None if row[8] is None else time(row[8]),
+        tags=tuple(sorted(json.loads(tags) if isinstance(tags, str) else tags or ())),
+        first_prompt=row[10] if len(row) > 10 else None,
     )

@@ -30,7 +30,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import NamedTuple
 
 from .base import StoredMessage
 
@@ -77,21 +78,36 @@ _SPACELESS = (
     "\u3105-\u312f\u3131-\u318f\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
     "\U00020000-\U0003134f"
 )
-_SPACELESS_CHAR = re.compile(f"[{_SPACELESS}]")
 # Any other character that is no letter, digit or space, and not ASCII: a word if Unicode
 # calls it a symbol (see _kept), else a separator (punctuation).
 _OTHER = "[^\\w\\s\\x00-\\x7f]"
-_CANDIDATE = re.compile(_OTHER)
-# One alternative for each kind of word; the last are the ASCII symbols.
-_WORD = re.compile(f"[{_SPACELESS}]|[^\\W_{_SPACELESS}]{{1,{MAX_WORD_CHARS}}}|{_OTHER}|[$+<=>^`|~]")
 # As typed, before folding: whole runs of letters (so the JSON file store can look for them as they are).
 _TYPED = re.compile(r"[^\W_]+|[^\w\s]")
 # Dropped before words are found: diacritics (after decomposition), and the invisible
 # joiners and selectors inside words and emoji (soft hyphen, ZWJ, ZWNJ, variation selectors, tags).
-_DROPPED = re.compile(
+_DROPPED_CHARS = (
     "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
     "\u00ad\u200c\u200d\u2060\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
+
+
+class _Patterns(NamedTuple):
+    spaceless: re.Pattern[str]  # one character of a spaceless script
+    candidate: re.Pattern[str]  # a non-ASCII character that is no letter, digit or space
+    word: re.Pattern[str]  # one alternative for each kind of word; the last are the ASCII symbols
+    dropped: re.Pattern[str]
+
+
+@cache
+def _patterns() -> _Patterns:
+    """The large character-class patterns, compiled on first use: a command that never
+    meets non-ASCII text (``chatkeep list``) does not pay the ~10 ms they take to compile."""
+    return _Patterns(
+        spaceless=re.compile(f"[{_SPACELESS}]"),
+        candidate=re.compile(_OTHER),
+        word=re.compile(f"[{_SPACELESS}]|[^\\W_{_SPACELESS}]{{1,{MAX_WORD_CHARS}}}|{_OTHER}|[$+<=>^`|~]"),
+        dropped=re.compile(_DROPPED_CHARS),
+    )
 
 
 def fold(text: str) -> str:
@@ -99,27 +115,34 @@ def fold(text: str) -> str:
     if text.isascii():
         return text.lower()
     folded = unicodedata.normalize("NFKD", text).casefold()
-    return unicodedata.normalize("NFC", _DROPPED.sub("", folded))
+    return unicodedata.normalize("NFC", _patterns().dropped.sub("", folded))
 
 
 @lru_cache(maxsize=65_536)
 def _kept(char: str) -> bool:
     """Whether a one-character match is a word: a letter or digit, a spaceless script's, or a symbol."""
-    if char.isalnum() or _SPACELESS_CHAR.match(char):
+    if char.isalnum() or _patterns().spaceless.match(char):
         return True
     category = unicodedata.category(char)
     # Unassigned code points count as symbols: new emoji are the characters Unicode adds most.
     return category[0] == "S" or category in ("Co", "Cn")
 
 
+# What the word pattern finds in ASCII text: runs of letters and digits, and the ASCII symbols. Most
+# messages are ASCII, and every append indexes one, so they skip the large character classes.
+_ASCII_WORD = re.compile(f"[a-z0-9]{{1,{MAX_WORD_CHARS}}}|[$+<=>^`|~]")
+
+
 def search_words(text: str) -> list[str]:
     """The words search sees in ``text``, in order (see the module's docstring)."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
     folded = fold(text)
     if not folded.isascii():
         # Punctuation and the like become spaces: a few distinct characters, replaced in one pass.
-        dropped = "".join(char for char in set(_CANDIDATE.findall(folded)) if not _kept(char))
+        dropped = "".join(char for char in set(_patterns().candidate.findall(folded)) if not _kept(char))
         folded = re.sub(f"[{re.escape(dropped)}]", " ", folded) if dropped else folded
-    return _WORD.findall(folded)
+    return _patterns().word.findall(folded)
 
 
 # -- queries ------------------------------------------------------------------------
@@ -232,12 +255,12 @@ _fold_char = lru_cache(maxsize=65_536)(fold)
 def _spans(text: str) -> list[tuple[str, int, int]]:
     """Each word of ``text`` with where it stands in ``text`` (start, end)."""
     if text.isascii():
-        return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text.lower())]
+        return [(m.group(), m.start(), m.end()) for m in _patterns().word.finditer(text.lower())]
     # Folded a character at a time, so that each folded character knows the one it came from.
     pieces = [_fold_char(char) for char in text]
     origin = [index for index, piece in enumerate(pieces) for _ in piece]
     return [(m.group(), origin[m.start()], origin[m.end() - 1] + 1)
-            for m in _WORD.finditer("".join(pieces)) if len(m.group()) > 1 or _kept(m.group())]
+            for m in _patterns().word.finditer("".join(pieces)) if len(m.group()) > 1 or _kept(m.group())]
 
 
 def _matches(words: Sequence[str], phrases: Sequence[Phrase]) -> list[tuple[int, int, int]]:

@@ -15,17 +15,17 @@ Why these settings:
 from __future__ import annotations
 
 import itertools
-import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..errors import ConversationNotFound, HeadMoved, MessageNotFound, StoreError
 from ..messages import MessageDict
+from ..redact import Redactor
 from .base import (
     ANY,
     HEAD,
@@ -45,6 +45,7 @@ from .base import (
 from .bulk import ImportConversation, ImportSummary, checked_first
 from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
+from .encryption import is_db_error, is_encrypted, open_connection
 from .files import touch_private_file
 from .heads import (
     NewRow,
@@ -57,15 +58,20 @@ from .heads import (
     stored_rows,
     undo_plan,
 )
+from .organize import SQLITE, Organizing
+from .pinned import describe_mismatch, mismatches_sql, pinned_of
 from .protocol import Feature, OpenLease
+from .redaction import redact_drafts
 from .rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
     PREFIXED_MESSAGE_COLUMNS,
     body_from,
+    branch_of,
     conversation_from_row,
     loads,
     message_from_row,
+    parse_json,
 )
 from .search import SearchHit
 from .sqlite_bulk import import_into, keep_attachments, search_in
@@ -75,6 +81,7 @@ from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
 __all__ = ["SQLiteStore"]
 
 Durability = Literal["normal", "full"]
+T = TypeVar("T")
 
 
 def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment: datetime) -> tuple[Any, ...]:
@@ -82,23 +89,42 @@ def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment
     return (
         row.id, conversation_id, parent, d.kind, row.role, dumps(row.stored), row.text, format_time(moment),
         d.status, d.model, None if d.usage is None else dumps(dict(d.usage)), d.latency_ms, d.finish_reason,
-        d.error, None if d.token_counts is None else dumps(dict(d.token_counts)), dumps(dict(d.metadata or {})),
-        row.refs_json,
+        d.error, None if d.token_counts is None else dumps(dict(d.token_counts)),
+        dumps(dict(d.metadata)) if d.metadata else "{}", row.refs_json,
     )
 
+
+
+# The last value, the nearest pinned ancestor (see .pinned), is read from the parent row (?3).
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status, model, usage,"
+    " latency_ms, finish_reason, error, token_counts, metadata, attachments, pinned_ancestor)"
+    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {pinned_of('?3')})"
+)
+
+
+# The pinned messages before :start, newest first in the walk, oldest first in the result (see .pinned).
+_PINNED_CHAIN = f"""
+    WITH RECURSIVE chain(step_seq, step_next, depth) AS (
+        SELECT NULL, pinned_ancestor, 0 FROM messages WHERE id = :start
+        UNION ALL
+        SELECT m.seq, m.pinned_ancestor, chain.depth + 1 FROM chain JOIN messages m ON m.id = chain.step_next
+    )
+    SELECT {MESSAGE_COLUMNS} FROM chain JOIN messages ON messages.seq = chain.step_seq
+    ORDER BY chain.depth DESC
+"""
 
 
 def _missing(conversation_id: str) -> Any:
     raise ConversationNotFound(conversation_id)
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-class SQLiteStore(ConversationAccess):
+class SQLiteStore(ConversationAccess, Organizing):
     """A :class:`~chatkeep.store.Store` on one SQLite file (or ``":memory:"``)."""
+
+    _dialect = SQLITE
+    #: Redacts every message before it is stored (the ``redact_on_write`` setting); ``None``: off.
+    redactor: Redactor | None = None
 
     def __init__(
         self,
@@ -107,6 +133,7 @@ class SQLiteStore(ConversationAccess):
         durability: Durability = "normal",
         busy_timeout: float = 60.0,
         read_only: bool | None = None,
+        key: str | None = None,
     ) -> None:
         if durability not in ("normal", "full"):
             raise StoreError(f"durability: expected 'normal' or 'full', got {durability!r}")
@@ -123,7 +150,11 @@ class SQLiteStore(ConversationAccess):
             self._create_if_missing()
         db = None
         try:
-            db = connect(self.file, read_only=self.read_only is not None, busy_timeout=busy_timeout)
+            # A key (given, $CHATKEEP_KEY or the keyring) opens an encrypted file through SQLCipher (store/encryption.py).
+            db = open_connection(self.file, key=key, read_only=self.read_only is not None, busy_timeout=busy_timeout,
+                                 plain=connect)
+            #: Whether the file is encrypted (SQLCipher).
+            self.encrypted = is_encrypted(db)
             refuse_foreign(db, self.file)  # before anything below writes to the file
             self._db = db
             self._configure(busy_timeout)
@@ -135,7 +166,7 @@ class SQLiteStore(ConversationAccess):
         except BaseException as exc:
             if db is not None:
                 db.close()  # a failed open keeps no file descriptor
-            if isinstance(exc, sqlite3.Error):
+            if is_db_error(exc):
                 raise translate(self.file, exc, busy_timeout=busy_timeout) from exc
             raise
 
@@ -182,7 +213,7 @@ class SQLiteStore(ConversationAccess):
                 raise
             try:
                 self._db.execute("COMMIT")
-            except sqlite3.Error:
+            except self._db.Error:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
@@ -194,6 +225,14 @@ class SQLiteStore(ConversationAccess):
     def _all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def _organize(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        with self._write() as db:
+            return operation(db)
+
+    def _survey(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return operation(self._db)
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -214,6 +253,7 @@ class SQLiteStore(ConversationAccess):
         try:
             problems = [str(row[0]) for row in self._all("PRAGMA integrity_check") if row[0] != "ok"]
             problems += [f"foreign key: {tuple(row)}" for row in self._all("PRAGMA foreign_key_check")]
+            problems += [describe_mismatch(*row) for row in self._all(mismatches_sql("IS NOT"))]
         except StoreError as exc:  # too damaged to check at all
             return [str(exc)]
         return problems
@@ -238,40 +278,9 @@ class SQLiteStore(ConversationAccess):
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (conversation_id, title, owner, now, now, dumps(dict(metadata or {}))),
                 )
-            except sqlite3.IntegrityError as exc:
+            except db.IntegrityError as exc:
                 raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
         return self.get_conversation(conversation_id)
-
-    def get_conversation(self, conversation_id: str) -> ConversationRecord:
-        row = self._one(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
-        )
-        if row is None:
-            raise ConversationNotFound(conversation_id)
-        return conversation_from_row(row, parse_time)
-
-    def list_conversations(
-        self,
-        *,
-        limit: int | None = 50,
-        offset: int = 0,
-        title_contains: str | None = None,
-        owner: str | None = None,
-    ) -> list[ConversationRecord]:
-        where, params = [], []
-        if title_contains:
-            where.append("title LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(title_contains))
-        if owner is not None:
-            where.append("owner = ?")
-            params.append(owner)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._all(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
-            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
-            (*params, -1 if limit is None else limit, offset),
-        )
-        return [conversation_from_row(row, parse_time) for row in rows]
 
     def update_conversation(
         self,
@@ -328,7 +337,7 @@ class SQLiteStore(ConversationAccess):
         move_head: bool = True,
     ) -> list[StoredMessage]:
         """Store a chain of messages in one transaction; the head moves by compare-and-set."""
-        rows = prepare(drafts)
+        rows = prepare(redact_drafts(drafts, self.redactor))
         if not rows:
             return []
         with self._write() as db:
@@ -344,29 +353,31 @@ class SQLiteStore(ConversationAccess):
             self._require_message_in(db, parent, conversation_id)
         moved = head_moves(head, expected_head(expect_head, parent), move_head=move_head)
         times = [utcnow() for _ in rows]
-        db.executemany(
-            "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text,"
-            " created_at, status, model, usage, latency_ms, finish_reason, error,"
-            " token_counts, metadata, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_insert_values(conversation_id, row, before, moment)
-             for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)],
-        )
-        keep_attachments(db, [(row.id, row.blobs) for row in rows if row.blobs])
+        values = [_insert_values(conversation_id, row, before, moment)
+                  for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)]
+        if len(values) == 1:
+            db.execute(_INSERT_MESSAGE, values[0])  # an append, the common case: no batch machinery
+        else:
+            db.executemany(_INSERT_MESSAGE, values)
+        uses = [(row.id, row.blobs) for row in rows if row.blobs]
+        if uses:
+            keep_attachments(db, uses)
         keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
         if keyed:
             db.executemany("INSERT INTO message_keys (key, message_id, conversation_id) VALUES (?, ?, ?)"
                            " ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id,"
                            " conversation_id = excluded.conversation_id", keyed)
+        updated_at = values[-1][7]  # the last message's created_at, formatted once
         if moved:
             db.execute("UPDATE conversations SET updated_at = ?, head_id = ? WHERE id = ?",
-                       (format_time(times[-1]), rows[-1].id, conversation_id))
+                       (updated_at, rows[-1].id, conversation_id))
         else:
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (format_time(times[-1]), conversation_id))
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (updated_at, conversation_id))
         return stored_rows(conversation_id, rows, parent, times, moved)
 
     def edit(self, conversation_id: str, message_id: str, message: Mapping[str, Any]) -> StoredMessage:
         """Store ``message`` as a sibling of ``message_id`` and move the head to it, in one transaction."""
-        rows = prepare([Draft(message)])
+        rows = prepare(redact_drafts([Draft(message)], self.redactor))
         with self._write() as db:
             found = db.execute(
                 "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)
@@ -426,13 +437,13 @@ class SQLiteStore(ConversationAccess):
                     "INSERT INTO conversations (id, title, owner, created_at, updated_at, metadata)"
                     " VALUES (?, ?, ?, ?, ?, ?)", (target, new_title, source.owner, now, now, dumps(metadata)),
                 )
-            except sqlite3.IntegrityError as exc:
+            except db.IntegrityError as exc:
                 raise StoreError(f"a conversation with id {target!r} already exists") from exc
             db.executemany(
                 "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-                " model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments)"
-                " SELECT ?, ?, ?, kind, role, body, text, created_at, status, model, usage, latency_ms,"
-                " finish_reason, error, token_counts, ?, attachments FROM messages WHERE id = ?",
+                " model, usage, latency_ms, finish_reason, error, token_counts, metadata, attachments, pinned_ancestor)"
+                " SELECT ?1, ?2, ?3, kind, role, body, text, created_at, status, model, usage, latency_ms,"
+                f" finish_reason, error, token_counts, ?4, attachments, {pinned_of('?3')} FROM messages WHERE id = ?5",
                 [(c.id, target, c.parent_id, dumps(c.metadata), c.source.id) for c in copies],
             )
             db.executemany("INSERT INTO attachment_uses (message_id, sha256)"
@@ -543,6 +554,13 @@ class SQLiteStore(ConversationAccess):
         rows = self._walk(MESSAGE_COLUMNS, conversation_id, last, head_id)
         return [message_from_row(row, parse_time, self._blobs) for row in rows]
 
+    def pinned_path(self, conversation_id: str, message_id: str) -> list[StoredMessage]:
+        """The system and developer messages before ``message_id`` on its branch: a short chain, not a walk."""
+        with self._lock:
+            self._require_message_in(self._db, message_id, conversation_id)
+            rows = self._db.execute(_PINNED_CHAIN, {"start": message_id}).fetchall()
+        return [message_from_row(row, parse_time, self._blobs) for row in rows]
+
     def branch_bodies(self, conversation_id: str) -> list[MessageDict]:
         """Only the message dicts of the current branch: what ``conversation.messages`` needs.
 
@@ -553,15 +571,11 @@ class SQLiteStore(ConversationAccess):
         with self._lock:
             head = self._require_conversation(self._db, conversation_id)
             rows = self._db.execute(
-                "SELECT id, parent_id, body, attachments FROM messages WHERE conversation_id = ? AND kind != 'summary'",
+                "SELECT id, parent_id, body, attachments FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
-        by_id = {row[0]: row for row in rows}
-        bodies, cursor = [], by_id.get(head)
-        while cursor is not None:
-            bodies.append(cursor)
-            cursor = by_id.get(cursor[1])
-        return [body_from(row[2], row[3], self._blobs) if row[3] else json.loads(row[2]) for row in reversed(bodies)]
+        return [body_from(row[2], row[3], self._blobs) if row[3] else parse_json(row[2])
+                for row in branch_of(rows, head)]
 
     def _walk(self, columns: str, conversation_id: str, last: int | None, head_id: str | None) -> list[Any]:
         with self._lock:
@@ -636,6 +650,7 @@ class SQLiteStore(ConversationAccess):
         since: datetime | None = None,
         until: datetime | None = None,
         owner: str | None = None,
+        tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
     ) -> list[SearchHit]:
@@ -650,7 +665,7 @@ class SQLiteStore(ConversationAccess):
                 self._db, query, columns=PREFIXED_MESSAGE_COLUMNS,
                 to_message=lambda row: message_from_row(row, parse_time, self._blobs),
                 conversation_id=conversation_id, role=role, model=model, since=since, until=until,
-                owner=owner, limit=limit, offset=offset,
+                owner=owner, tags=tags, limit=limit, offset=offset,
             )
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,8 @@ from .base import (
     utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, plan_import
+from .organize import normalize_tags
+from .pinned import pinned_of
 from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, snippet
 
 __all__ = ["import_into", "search_in"]
@@ -40,7 +42,7 @@ def _open_conversation(db: sqlite3.Connection, item: ImportConversation, now: st
             (conversation_id, item.title, item.owner, _time(item.created_at, now),
              _time(item.updated_at or item.created_at, now), dumps(item.metadata), item.key),
         )
-    except sqlite3.IntegrityError as exc:
+    except db.IntegrityError as exc:
         raise StoreError(f"a conversation with id {conversation_id!r} already exists") from exc
     return conversation_id, True
 
@@ -54,8 +56,8 @@ def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> I
     plan = plan_import(item, conversation_id, known)
     db.executemany(
         "INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-        " model, usage, finish_reason, metadata, source_key, attachments)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " model, usage, finish_reason, metadata, source_key, attachments, pinned_ancestor)"
+        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {pinned_of('?3')})",  # parents come first
         [(m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), m.text,
           _time(m.source.created_at, now), m.source.status, m.source.model,
           None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
@@ -127,6 +129,7 @@ def search_in(
     since: datetime | None = None,
     until: datetime | None = None,
     owner: str | None = None,
+    tags: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
 ) -> list[SearchHit]:
@@ -152,6 +155,9 @@ def search_in(
         if value is not None:
             where.append(clause)
             params.append(value)
+    for tag in normalize_tags(tags):
+        where.append("EXISTS (SELECT 1 FROM conversation_tags t WHERE t.conversation_id = m.conversation_id AND t.tag = ?)")
+        params.append(tag)
     if conversation_id is not None:
         # The conversation's rowids bound the index's scan: the words may be in every other message.
         where.append("messages_fts.rowid BETWEEN (SELECT min(seq) FROM messages WHERE conversation_id = ?)"

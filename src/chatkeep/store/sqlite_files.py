@@ -21,6 +21,7 @@ from types import TracebackType
 from urllib.parse import quote
 
 from ..errors import StoreError
+from .encryption import is_db_error
 
 __all__ = ["ErrorGuard", "cannot_write", "connect", "refuse_foreign", "translate"]
 
@@ -74,7 +75,7 @@ def refuse_foreign(db: sqlite3.Connection, file: str) -> None:
     )
 
 
-def translate(file: str, exc: sqlite3.Error, *, busy_timeout: float) -> StoreError:
+def translate(file: str, exc: Exception, *, busy_timeout: float) -> StoreError:
     """A ``StoreError`` for a SQLite error: what happened to which file, and what to do."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
@@ -115,5 +116,5 @@ class ErrorGuard:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._lock.release()
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, Exception) and is_db_error(exc):  # sqlite3's, or SQLCipher's own error classes
             raise translate(self.file, exc, busy_timeout=self.busy_timeout) from exc

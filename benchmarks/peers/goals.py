@@ -1,0 +1,105 @@
+"""Issue 17's goals, checked against the rows of one run: each a ratio of chatkeep's median to a yardstick's.
+
+A goal names a workload, the row chatkeep is held against (a peer, a floor,
+the tutorial's ``json.load``, a LIKE scan) and the largest ratio
+``chatkeep / that row`` that meets it: 5 for "at most 5x the floor", 1 for
+"ahead of" (strictly below), 1/50 for "at least 50x faster". It is checked
+at every size where both rows were measured; a goal none of whose rows ran
+says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .common import Row
+
+# The workloads' names, as their modules write them (kept here as text: this module imports no workload).
+APPEND = "append one message"
+READ_ALL = "read all messages"
+PG_APPEND = "PostgreSQL: append one message"
+PG_LAST20 = "PostgreSQL: read the last 20 messages"
+PG_READ_ALL = "PostgreSQL: read all messages"
+LIKE = "LIKE '%word%' scan of the same table (sqlite3)"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """chatkeep's median on ``workload`` divided by ``against``'s must be at most ``at_most`` (below 1 when ahead)."""
+
+    text: str
+    workload: str  # a workload's name, or its start ("search for" matches both words)
+    against: str  # the system whose row chatkeep is divided by
+    at_most: float
+    strict: bool = False  # "ahead of": the ratio must be below ``at_most``, not equal to it
+
+    def met(self, ratio: float) -> bool:
+        return ratio < self.at_most if self.strict else ratio <= self.at_most
+
+
+GOALS = [
+    Goal("append: at most 5x a raw INSERT + COMMIT into a plain table", APPEND,
+         "floor: raw sqlite3 INSERT + COMMIT, plain table", 5),
+    Goal("append: at most 5x the same row in chatkeep's tables, raw sqlite3", APPEND,
+         "floor: raw sqlite3, chatkeep's tables and statements", 5),
+    Goal("append: ahead of the Agents SDK at every length", APPEND, "Agents SDK SQLiteSession", 1, strict=True),
+    Goal("read all: ahead of the Agents SDK get_items()", READ_ALL, "Agents SDK SQLiteSession", 1, strict=True),
+    Goal("read all: within 3x the tutorial's json.load", READ_ALL, "tutorial: list + json.dump(indent=2)", 3),
+    Goal("search: at least 50x faster than a LIKE scan", "search for '", LIKE, 1 / 50),
+    *(Goal(f"PostgreSQL {what}: ahead of {peer}", workload, peer, 1, strict=True)
+      for what, workload in (("append", PG_APPEND), ("read the last 20", PG_LAST20), ("read all", PG_READ_ALL))
+      for peer in ("Agents SDK SQLAlchemySession (asyncpg)", "LangChain PostgresChatMessageHistory")),
+]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One goal at one workload and size: the ratio measured, and whether it meets the goal."""
+
+    goal: Goal
+    workload: str
+    size: str
+    chatkeep_ms: float
+    other_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.chatkeep_ms / self.other_ms
+
+    @property
+    def met(self) -> bool:
+        return self.goal.met(self.ratio)
+
+
+def checks(rows: list[Row]) -> tuple[list[Check], list[Goal]]:
+    """Every goal's check at every size where both its rows were measured, and the goals with none."""
+    found: list[Check] = []
+    unmeasured: list[Goal] = []
+    for goal in GOALS:
+        mine = [row for row in rows if row.workload.startswith(goal.workload) and row.reference and row.ms]
+        count = len(found)
+        for row in mine:
+            other = next((o for o in rows if o.workload == row.workload and o.size == row.size
+                          and o.system == goal.against and o.ms), None)
+            if other is not None:
+                found.append(Check(goal, row.workload, row.size, row.ms or 0.0, other.ms or 0.0))
+        if len(found) == count:
+            unmeasured.append(goal)
+    return found, unmeasured
+
+
+def _ratio(check: Check) -> str:
+    inverse = 1 / check.ratio
+    return f"{check.ratio:.2f}x" if check.ratio >= 0.1 else f"{check.ratio:.4f}x ({inverse:,.0f}x faster)"
+
+
+def table(rows: list[Row]) -> str:
+    """The goals as a Markdown table: chatkeep / yardstick at each size, and whether the goal is met."""
+    found, unmeasured = checks(rows)
+    lines = ["| goal | workload | size | chatkeep | yardstick | chatkeep / yardstick | met |",
+             "|---|---|---|---|---|---|---|"]
+    for check in found:
+        lines.append(f"| {check.goal.text} | {check.workload} | {check.size} | {check.chatkeep_ms:,.3f} ms | "
+                     f"{check.other_ms:,.3f} ms | {_ratio(check)} | {'yes' if check.met else '**no**'} |")
+    lines += [f"| {goal.text} | {goal.workload} | | | | not measured in this run | |" for goal in unmeasured]
+    return "\n".join(lines)
