@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,18 @@ def _loopback_only(event: str, args: tuple[object, ...]) -> None:
 import sys  # noqa: E402
 
 sys.addaudithook(_loopback_only)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A new store on SQLite (``chat.db`` in the test's folder) and on PostgreSQL (the test's own schema).
+
+    Modules whose tests run on both backends the same way use this one; a module defines its own
+    ``store`` when it needs another backend set or file.
+    """
+    from chatkeep import open_store
+
+    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "chat.db"
+    opened = open_store(target)
+    yield opened
+    opened.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ def image_message(data: bytes, text_part: str = "What is this?") -> dict[str, An
     return {"role": "user", "content": [{"type": "text", "text": text_part},
                                         {"type": "image_url", "image_url": {"url": data_url(data), "detail": "high"}}]}
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "att.db"
-    opened = open_store(target)
-    yield opened
-    opened.close()
 
 
 def test_a_message_reads_back_byte_identical_and_its_image_is_stored_once(store: SQLiteStore) -> None:

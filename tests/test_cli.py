@@ -152,7 +152,7 @@ def test_commands_without_a_model_do_not_import_openai_or_rich(filled: Path) -> 
     import subprocess
 
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom chatkeep.cli import main\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom chatkeep.cli.app import cli as main\n"
         f"for args in (['list'], ['show', 'weather'], ['search', 'paris'], ['stats'], ['path']):\n"
         f"    assert CliRunner().invoke(main, [*args, '--db', {str(filled)!r}]).exit_code == 0, args\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx', 'httpx2', 'rich', 'tiktoken')))"
@@ -160,6 +160,25 @@ def test_commands_without_a_model_do_not_import_openai_or_rich(filled: Path) -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
+
+
+# What a piped `chatkeep list` must not load: click, typing and the store's modules cost several times
+# Python's own start (issue 17: the cold start is held to 3x `python -c "import sqlite3"`).
+HEAVY_FOR_LIST = ("click", "typing", "re", "enum", "inspect", "dataclasses", "json", "pathlib", "urllib", "asyncio",
+                  "platformdirs", "tomllib", "ulid", "msgspec", "openai", "rich", "chatkeep.store", "chatkeep.settings",
+                  "chatkeep.messages", "chatkeep.cli.app", "chatkeep.cli.commands", "chatkeep.cli.output")
+
+
+@pytest.mark.parametrize("how", ["module", "console script"])
+def test_a_piped_list_imports_nothing_heavy(filled: Path, how: str) -> None:
+    import subprocess
+
+    command = [sys.executable, "-X", "importtime", "-m", "chatkeep"] if how == "module" else [
+        sys.executable, "-X", "importtime", str(Path(sys.executable).parent / "chatkeep")]
+    done = subprocess.run([*command, "list", "--db", str(filled)], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[0].startswith("eggs\tBoiling eggs\t1\t")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert sorted(m for m in imported if any(m == h or m.startswith(h + ".") for h in HEAVY_FOR_LIST)) == []
 
 def test_the_cli_reference_is_up_to_date() -> None:
     from chatkeep.cli.reference import render

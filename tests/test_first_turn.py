@@ -6,8 +6,9 @@ messages before them, found through each row's ``pinned_ancestor`` instead
 of a walk (see chatkeep.context.loading and chatkeep.store.pinned). These
 tests check that the window it chooses is always the one the whole branch
 gives: by hypothesis over random branches, budgets and chunk sizes, then in
-chats against the loopback server, after a model switch, a regeneration and a
-policy change; and that databases written before the column are filled in.
+chats against the loopback server (sync and async, and ``chatkeep chat -c``),
+after a model switch, a regeneration and a policy change; and that databases
+written before the column are filled in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from chatkeep.context.loading import read_earlier, read_tail
 from chatkeep.context.policies import ReadEarlier
 from chatkeep.store import ANY, Draft, SQLiteStore
 from chatkeep.store.bulk import ImportConversation, ImportMessage
+from clitools import environment, run
 from fakeopenai import FakeOpenAI
 from pg import admin
 
@@ -264,6 +266,28 @@ def test_counts_made_on_the_first_read_are_saved(openai_server: FakeOpenAI, tmp_
     Chat(conv, openai_server.client(), context=TrimToBudget(), budget=1_000).send("hi")
     counted = [m for m in conv.history() if m.token_counts and KEY in m.token_counts]
     assert 20 < len(counted) < 60 and counted == conv.history()[-len(counted):]  # the window's, not all 400
+
+
+def test_the_cli_continuing_a_long_conversation_reads_only_its_window(openai_server: FakeOpenAI,
+                                                                       tmp_path: Path) -> None:
+    # chatkeep chat -c is a new process whose first turn is the Chat's: a window of 4,000 tokens less the
+    # reply's reserve (a quarter of it) is 3,000 tokens of some 1,230 messages.
+    db = tmp_path / "chat.db"
+    with open_store(db) as store:
+        conversation_id = long_conversation(store).id
+    result = run(environment(db, openai_server.base_url), "chat", "-c", "--context", "trim", "--context-window",
+                 "4000", "-m", "and now?")
+    assert (result.code, result.err) == (0, "")
+    with open_store(db) as store:
+        path = store.path(conversation_id)
+        prompt = path[-2]
+        assert prompt.message == {"role": "user", "content": "and now?"}
+        assert openai_server.requests[0].body["messages"] == expected_request(store, conversation_id, prompt.id,
+                                                                               3_000)
+        counted = [m for m in path[:-2] if m.token_counts and KEY in m.token_counts]
+        pinned = [m for m in path if m.role in ("system", "developer")]
+        # counted once read and saved: the window's tail and the pinned messages, not the whole branch
+        assert 40 < len(counted) < 300 and {m.id for m in counted} >= {m.id for m in pinned}
 
 
 # -- the store: pinned ancestors on every backend and database --------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,6 @@ from chatkeep.store.bulk import ImportConversation, ImportMessage
 from chatkeep.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 from clitools import environment, normalize, run
 from fakeopenai import text
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "organize.db"
-    opened = open_store(target)
-    yield opened
-    opened.close()
 
 
 def user(text: str) -> dict[str, str]:

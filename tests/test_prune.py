@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,13 +44,6 @@ def old(conversation_id: str, *messages: dict[str, Any]) -> ImportConversation:
                               key=f"test:{conversation_id}", id=conversation_id, created_at=LONG_AGO,
                               updated_at=LONG_AGO)
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "chat.db"
-    opened = open_store(target)
-    yield opened
-    opened.close()
 
 
 def populate(store: Any) -> None:

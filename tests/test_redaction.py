@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +108,6 @@ def leaky_conversation(store: Any, conversation_id: str = "leaky") -> None:
     conversation.append({"role": "tool", "tool_call_id": "call_1", "content": f"paid; receipt sent to {EMAIL}"})
     conversation.append({"role": "assistant", "content": f"Done. Keep {ANTHROPIC_KEY} safe."})
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "chat.db"
-    opened = open_store(target)
-    yield opened
-    opened.close()
 
 
 def test_a_dry_run_counts_per_detector_and_place_and_changes_nothing(store: Any) -> None:

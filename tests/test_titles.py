@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ from fakeopenai import FakeOpenAI, error, slow, text
 
 MODES = ["send", "stream", "async-send", "async-stream"]
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    target = request.getfixturevalue("postgres_url") if request.param == "postgres" else tmp_path / "titles.db"
-    opened = open_store(target)
-    yield opened
-    opened.close()
 
 
 # -- the title made from the first message --------------------------------------------

@@ -348,7 +348,7 @@ def test_other_commands_never_import_the_web_modules(tmp_path: Path) -> None:
     db = tmp_path / "quiet.db"
     open_store(db).conversation("a", create=True).append({"role": "user", "content": "hi"})
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom chatkeep.cli import main\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom chatkeep.cli.app import cli as main\n"
         f"for args in (['list'], ['show', 'a'], ['search', 'hi'], ['--help'], ['serve', '--help']):\n"
         f"    assert CliRunner().invoke(main, [*args, '--db', {str(db)!r}] if args[-1] != '--help' else args).exit_code == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'jinja2', 'nh3', 'markdown_it')"

@@ -21,6 +21,10 @@ PG_APPEND = "PostgreSQL: append one message"
 PG_LAST20 = "PostgreSQL: read the last 20 messages"
 PG_READ_ALL = "PostgreSQL: read all messages"
 LIKE = "LIKE '%word%' scan of the same table (sqlite3)"
+COLD_START = "cold start: list the latest"
+COLD_FLOOR = 'floor: python -c "import sqlite3"'
+FIRST_TURN = "a new process's first turn's context"
+FIRST_TURN_AT_1000 = "chatkeep at 1,000 messages, same run"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ GOALS = [
     Goal("read all: ahead of the Agents SDK get_items()", READ_ALL, "Agents SDK SQLiteSession", 1, strict=True),
     Goal("read all: within 3x the tutorial's json.load", READ_ALL, "tutorial: list + json.dump(indent=2)", 3),
     Goal("search: at least 50x faster than a LIKE scan", "search for '", LIKE, 1 / 50),
+    Goal("cold start: at most 3x starting Python and importing sqlite3", COLD_START, COLD_FLOOR, 3),
+    Goal("new process's first turn: at most 1.5x the 1,000-message figure", FIRST_TURN, FIRST_TURN_AT_1000, 1.5),
     *(Goal(f"PostgreSQL {what}: ahead of {peer}", workload, peer, 1, strict=True)
       for what, workload in (("append", PG_APPEND), ("read the last 20", PG_LAST20), ("read all", PG_READ_ALL))
       for peer in ("Agents SDK SQLAlchemySession (asyncpg)", "LangChain PostgresChatMessageHistory")),

@@ -14,9 +14,6 @@ only when used.
 
 from __future__ import annotations
 
-import importlib as _importlib
-import typing as _typing
-
 # The exceptions are cheap and every caller catches them: imported now. The rest
 # loads on first use (PEP 562), so ``import chatkeep`` and the CLI's cold start
 # pay only for what they touch.
@@ -39,7 +36,11 @@ from .errors import (
     Unsupported,
 )
 
-if _typing.TYPE_CHECKING:
+# typing.TYPE_CHECKING without importing typing, which a CLI start would pay for (deleted below).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
     from .client import (
         AsyncChat,
         AsyncReplyStream,
@@ -73,6 +74,7 @@ if _typing.TYPE_CHECKING:
         StoredMessage,
         open_store,
     )
+del TYPE_CHECKING
 
 # Each public name and the module it comes from.
 _LAZY = {
@@ -109,11 +111,13 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'chatkeep' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
+    from importlib import import_module  # here: the CLI's fast path never needs it
+
+    value = getattr(import_module(module, __name__), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value
 

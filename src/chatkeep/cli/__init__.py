@@ -1,94 +1,27 @@
 """The ``chatkeep`` command line: a thin shell over the library.
 
 Every command takes ``--db`` (a path or URL; default ``$CHATKEEP_DB``, then
-``chatkeep.db`` in the user data directory).
+the settings file's ``store``, then ``chatkeep.db`` in the user data directory).
+
+:func:`main` (the console script, and ``python -m chatkeep``) answers a plain
+piped ``chatkeep list`` itself (``quick.py``: no click, no store modules, a
+cold start near Python's own) and hands every other command line to the
+click group :data:`chatkeep.cli.app.cli`. Nothing heavy is imported here.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
-import click
-
-from .. import __version__
+import sys
 
 __all__ = ["main"]
 
-EPILOG = """Exit codes: 0 success, 1 error (bad input, not found, store),
-2 usage error, 3 the model call failed (your message is kept),
-130 interrupted."""
 
+def main(args: list[str] | None = None) -> None:
+    """Run ``chatkeep`` with ``args`` (default: the process's arguments); exit as a click command does."""
+    from .quick import serve
 
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    """Print ``chatkeep 0.2.0 (Python 3.11.7, SQLite 3.40.1)``: what a bug report needs."""
-    if not value or ctx.resilient_parsing:
+    if serve(sys.argv[1:] if args is None else args):
         return
-    import platform
-    import sqlite3
+    from .app import cli
 
-    click.echo(f"chatkeep {__version__} (Python {platform.python_version()}, SQLite {sqlite3.sqlite_version})")
-    ctx.exit()
-
-
-class _LazyGroup(click.Group):
-    """A group that imports a command's module only when that command runs (or help lists it).
-
-    ``chatkeep list`` then never pays for the chat, import or web modules' imports:
-    the CLI's cold start is Python, click and the one command.
-    """
-
-    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lazy = lazy
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in self.lazy:
-            module, _, attribute = self.lazy[cmd_name].partition(":")
-            self.add_command(getattr(import_module(f"{__name__}.{module}"), attribute), cmd_name)
-        return super().get_command(ctx, cmd_name)
-
-
-# Every command: its name, then "module:function" under chatkeep.cli.
-COMMANDS = {
-    "chat": "chat:chat",
-    "list": "commands:list_",
-    "show": "commands:show",
-    "branches": "commands:branches",
-    "switch": "commands:switch",
-    "search": "commands:search",
-    "fork": "commands:fork",
-    "rename": "commands:rename",
-    "rm": "commands:rm",
-    "stats": "commands:stats",
-    "path": "commands:path",
-    "export": "transfer:export",
-    "import": "transfer:import_",
-    "push": "remote:push",
-    "tag": "organize:tag",
-    "untag": "organize:untag",
-    "tags": "organize:tags",
-    "pin": "organize:pin",
-    "unpin": "organize:unpin",
-    "archive": "organize:archive",
-    "unarchive": "organize:unarchive",
-    "config": "config:config",
-    "backup": "maintenance:backup",
-    "restore": "maintenance:restore",
-    "prune": "maintenance:prune",
-    "redact": "maintenance:redact",
-    "encrypt": "maintenance:encrypt",
-    "decrypt": "maintenance:decrypt",
-    "serve": "serve:serve",
-}
-
-
-@click.group(cls=_LazyGroup, lazy=COMMANDS,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the chatkeep, Python and SQLite versions and exit.")
-def main() -> None:
-    """Keep OpenAI chat conversations: saved every turn, resumable, searchable."""
+    cli(args=args)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._units import human_size
 from ..errors import ChatkeepError
 from ..store.attachments import sniff_media_type
 
@@ -60,7 +61,7 @@ def attachments_of(message: Mapping[str, Any]) -> Iterator[str]:
             yield _describe("image", str(part.get("image_url") or ""))
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
-            yield f"audio ({audio.get('format', '?')}, {_size(len(str(audio.get('data') or '')) * 3 // 4)})"
+            yield f"audio ({audio.get('format', '?')}, {human_size(len(str(audio.get('data') or '')) * 3 // 4)})"
         elif kind in ("file", "input_file"):
             file = part.get("file") or part
             name = file.get("filename") or file.get("file_id") or "file"
@@ -72,12 +73,5 @@ def _describe(what: str, url: str) -> str:
         return f"{what} ({url[:60]})"
     head, _, data = url.partition(",")
     media = head[len("data:"):].split(";")[0]
-    return f"{what} ({media}, {_size(len(data) * 3 // 4)})"
+    return f"{what} ({media}, {human_size(len(data) * 3 // 4)})"
 
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} MB"

@@ -16,6 +16,7 @@ from .common import db_option, json_option, open_db, store_target
 from .errors import fail, handle_errors
 from .organize import since_option
 from .output import Output, short_time, terminal_text
+from .text import listed_title
 
 __all__ = ["branches", "fork", "list_", "path", "rename", "rm", "search", "show", "stats", "switch"]
 
@@ -30,9 +31,7 @@ def _conversation_row(store: AnyStore, record: ConversationRecord) -> dict[str, 
 
 
 def _listed_title(row: dict[str, Any]) -> str:
-    marks = [mark for mark, on in (("[pinned]", row["pinned"]), ("[archived]", row["archived"]),
-                                   ("[captured]", row["source"] == "capture")) if on]
-    return " ".join([row["display_title"], *marks])
+    return listed_title(row["display_title"], pinned=row["pinned"], archived=row["archived"], source=row["source"])
 
 
 @click.command("list")
@@ -58,7 +57,7 @@ def list_(count: int, text: str | None, tags: tuple[str, ...], pinned: bool, arc
     """
     if archived and everything:
         raise click.UsageError("--archived lists only archived conversations, --all every one: choose one")
-    store = open_db(db)
+    store = open_db(db, writes=False)  # as the fast path (quick.py) does: with --db, no settings are read
     records = store.list_conversations(
         limit=count, matching=text, owner=owner, tags=tags, pinned=True if pinned else None,
         archived=True if archived else None if everything else False, since=since, model=model, pinned_first=True)

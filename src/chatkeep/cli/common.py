@@ -38,15 +38,16 @@ def store_target(db: str | None) -> str | None:
     return str(configured) if configured is not None else None
 
 
-def open_db(db: str | None) -> AnyStore:
+def open_db(db: str | None, *, writes: bool = True) -> AnyStore:
     """Open the store named by ``--db`` (or ``$CHATKEEP_DB``), else the settings' ``store``, else the default.
 
-    With the ``redact_on_write`` setting, the store redacts every message before storing it.
+    With the ``redact_on_write`` setting, the store redacts every message before storing it. A command
+    that only reads (``writes=False``) skips that setting, so with ``--db`` it never reads the settings file.
     """
     from ..settings import load_settings
 
     store = open_store(store_target(db))
-    if load_settings().get("redact_on_write") and hasattr(store, "redactor"):
+    if writes and load_settings().get("redact_on_write") and hasattr(store, "redactor"):
         from ..redact import Redactor
 
         store.redactor = Redactor()

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .._units import human_size
 from ..redact import DETECTORS
 from .common import db_option, json_option, open_db, store_target
 from .errors import fail, handle_errors
@@ -61,14 +62,6 @@ def _confirm(question: str, yes: bool) -> None:
     click.confirm(question, abort=True)
 
 
-def _size(count: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return str(count)
-
-
 # -- backup and restore ------------------------------------------------------------
 
 
@@ -98,7 +91,7 @@ def backup(destination: Path, force: bool, db: str | None, as_json: bool) -> Non
         Output().json(describe(report))
         return
     click.echo(f"Backed up {report.conversations:,} conversations ({report.messages:,} messages) to {report.path} "
-               f"({_size(report.size)}{', encrypted' if report.encrypted else ''}; {report.seconds:.2f} s)")
+               f"({human_size(report.size)}{', encrypted' if report.encrypted else ''}; {report.seconds:.2f} s)")
 
 
 @click.command()
@@ -208,7 +201,7 @@ def prune(older_than: str | None, keep_tags: tuple[str, ...], keep_pinned: bool,
 def _scrub_line(out: Output, scrubbed: Any, store: Any) -> None:
     if scrubbed is None:
         return
-    out.line(f"{store.file}: {_size(scrubbed.bytes_before)} → {_size(scrubbed.bytes_after)}")
+    out.line(f"{store.file}: {human_size(scrubbed.bytes_before)} → {human_size(scrubbed.bytes_after)}")
     if not scrubbed.log_cleared:
         out.line(f"Another process is reading the store: the old text may stay in {store.file}-wal until it is "
                  "done; run the command again then")
@@ -337,4 +330,3 @@ def decrypt(db: str | None) -> None:
         forget_key(file)
     click.echo(f"Decrypted {done.file} ({done.conversations:,} conversations, {done.messages:,} messages checked)."
                + (f" Unset {KEY_ENV} to open it." if KEY_ENV in source else ""))
-

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,23 +16,9 @@ from typing import Any
 
 import click
 
-__all__ = ["Output", "terminal_text"]
+from .text import plain_row, short_time, terminal_text
 
-# Control characters other than newline and tab: ESC starts the sequences that move the
-# cursor, clear the screen, retitle the window or write the clipboard (OSC 52).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _picture(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code < 0x20:
-        return chr(0x2400 + code)  # the Control Pictures block: ␛, ␍, ␀ ...
-    return "\u2421" if code == 0x7F else "\ufffd"
-
-
-def terminal_text(text: str) -> str:
-    """Text from a store or a model made safe to print: control characters shown, never obeyed."""
-    return _CONTROLS.sub(_picture, text)
+__all__ = ["Output", "short_time", "terminal_text"]
 
 
 def _json_default(value: Any) -> Any:
@@ -75,11 +60,11 @@ class Output:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
         """A table on a terminal; tab-separated lines, no header, when piped (for cut and awk)."""
-        rows = [[terminal_text(cell) for cell in row] for row in rows]
         if not self.fancy:
             for row in rows:
-                click.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+                click.echo(plain_row(row))
             return
+        rows = [[terminal_text(cell) for cell in row] for row in rows]
         from rich.table import Table
 
         table = Table(title=title, header_style="bold" if self.color else "", box=None, pad_edge=False)
@@ -112,8 +97,3 @@ class Output:
         with Progress(*columns, console=self.console, transient=True) as bar:
             task = bar.add_task(description, total=total, detail="")
             yield lambda **fields: bar.update(task, **fields)
-
-
-def short_time(moment: datetime) -> str:
-    """A timestamp in local time, to the minute."""
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import main
+from .app import cli as main
 
 __all__ = ["render"]
 

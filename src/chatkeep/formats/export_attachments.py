@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from .._units import human_size
 from ..errors import FormatError
 from ..store.attachments import sniff_media_type
 
@@ -55,14 +56,6 @@ _AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac",
                   "opus": "audio/opus", "aac": "audio/aac", "webm": "audio/webm", "pcm16": "audio/pcm"}
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,63}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n:,} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ class Attachment:
     def label(self) -> str:
         """What it is, for people: kind, name, media type and size (only characters safe in any document)."""
         name = _UNSAFE.sub("_", self.filename).strip("._")[:80] if self.filename else ""
-        return f"{self.kind}: {name or self.file_name}, {self.media_type}, {_size(len(self.data))}"
+        return f"{self.kind}: {name or self.file_name}, {self.media_type}, {human_size(len(self.data))}"
 
     @property
     def shown(self) -> bool:

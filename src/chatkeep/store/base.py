@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from .._display import DERIVED_TITLE_CHARS, UNTITLED, derive_title
+from .._display import parse_time as parse_time  # re-exported: the stores read their times with it
 from ..errors import StoreError
 from ..items import item_role, response_item_text
 from ..messages import MessageDict, message_text
@@ -67,10 +69,6 @@ def format_time(moment: datetime) -> str:
     return utc.isoformat(timespec="microseconds")[:-len("+00:00")] + "Z"
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 # One encoder for every call: json.dumps builds a new one per call when given options.
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -96,26 +94,6 @@ def storable_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-#: The display title of a conversation with neither a title nor a user message with text.
-UNTITLED = "Untitled"
-#: How long a title made from a message may be, in characters (then it is cut at a word, with "…").
-DERIVED_TITLE_CHARS = 60
-
-
-def derive_title(text: str, limit: int = DERIVED_TITLE_CHARS) -> str:
-    """A title made from a message: its first line with text, spaces collapsed, cut at a word with ``…``.
-
-    Returns ``""`` when the text has no line with text. A run without spaces
-    (a long URL, Chinese) is cut at ``limit`` characters.
-    """
-    line = next((" ".join(line.split()) for line in text.splitlines() if line.strip()), "")
-    if len(line) <= limit:
-        return line
-    space = line.rfind(" ", 0, limit + 1)
-    cut = line[:space] if space >= limit // 2 else line[:limit]  # no space in the second half: cut in the word
-    return cut.rstrip(" ,.;:-–—") + "…"
 
 
 @dataclass(frozen=True)
@@ -187,7 +165,11 @@ class StoredMessage:
     @property
     def role(self) -> str:
         """The message's role, such as ``"user"`` or ``"assistant"`` (``"tool"`` for a function call's output)."""
-        return role_and_text(self.message, self.kind)[0] or ""
+        # Not through role_and_text: a context reads the role of every message it weighs, never its text.
+        if self.kind == "response_item":
+            return item_role(self.message) or ""
+        role = self.message.get("role")
+        return role if isinstance(role, str) else ""
 
     @property
     def text(self) -> str:
