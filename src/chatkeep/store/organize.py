@@ -274,8 +274,13 @@ class Organizing:
         where, params = ListFilters(title_contains, matching, owner, tags, pinned, archived, since, model).where(dialect)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         order = "(pinned_at IS NULL), updated_at DESC, id DESC" if pinned_first else "updated_at DESC, id DESC"
-        statement = dialect.sql(f"SELECT {CONVERSATION_COLUMNS}, {dialect.extras} FROM conversations {clause}"
-                                f" ORDER BY {order} LIMIT ? OFFSET ?")
+        # The page is chosen first, then the computed columns are read for its rows alone: in one SELECT
+        # both databases compute them for every conversation before sorting (120 ms against 3 ms with
+        # 10,000 conversations of 100 messages on SQLite).
+        statement = dialect.sql(f"WITH page AS MATERIALIZED (SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
+                                f" ORDER BY {order} LIMIT ? OFFSET ?)"
+                                f" SELECT {CONVERSATION_COLUMNS}, {dialect.extras} FROM page AS conversations"
+                                f" ORDER BY {order}")
         values = (*params, dialect.no_limit if limit is None else limit, offset)
         rows = self._survey(lambda db: db.execute(statement, values).fetchall())
         return [conversation_from_row(row, dialect.read_time) for row in rows]
