@@ -11,7 +11,9 @@ write_conversations(store, summary.conversation_ids, "markdown", "export.md")
 ```
 
 Imports stream: a 200 MB ChatGPT export is read one conversation at a time,
-and ``store.import_conversations`` writes them all in one transaction, so a
+and one 200 MB conversation a node at a time (past a megabyte its nodes and
+messages wait in temporary files, not in memory), and
+``store.import_conversations`` writes them all in one transaction, so a
 failure anywhere leaves the store as it was.
 
 Importing the same file twice adds nothing. Every conversation and message

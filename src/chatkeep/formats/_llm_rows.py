@@ -142,7 +142,8 @@ def row_messages(rows: Sequence[dict[str, Any]]) -> list[ImportMessage]:
             body = {"role": "user", "content": _user_content(prompt, attachments)}
             out.append(_message(body, f"{row_id}:prompt", parent, row, metadata={"llm": kept} if kept else {}))
             parent = out[-1].key
-        made = calls.made(row_id, row.get("tool_calls") or [])
+        listed = row.get("tool_calls")
+        made = calls.made(row_id, listed if isinstance(listed, list) else [])  # a damaged row: no calls
         reply: dict[str, Any] = {"role": "assistant", "content": _str(row.get("response")) or (None if made else "")}
         if made:
             reply["tool_calls"] = made

@@ -1,8 +1,8 @@
 """Reading import files: opening them (plain, or a ChatGPT export zip), streaming JSON, reporting problems.
 
 Everything here keeps memory bounded by one record, whatever the file's size:
-top-level JSON arrays are parsed one element at a time, JSON Lines one line
-at a time, and a zip entry is decompressed as it is read.
+top-level JSON arrays are parsed one element at a time (:mod:`._scan`), JSON
+Lines one line at a time, and a zip entry is decompressed as it is read.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ijson.common import ObjectBuilder
 
 from ..errors import FormatError, MessageError
 from ..messages import MessageDict, validate_message
+from ._scan import JsonScanner, ScanError
 
 __all__ = [
     "MAX_DEPTH",
@@ -176,19 +177,18 @@ def moment(value: Any) -> datetime | None:
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether a parsed value nests deeper than ``limit`` (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """Whether a parsed value nests deeper than ``limit`` (walked a level at a time, without recursion)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below: list[Any] = []
+        for item in level:
+            below += [child for child in (item.values() if isinstance(item, dict) else item)
+                      if isinstance(child, (dict, list))]
+        level = below
     return False
 
 
@@ -292,43 +292,26 @@ def open_export_archive(path: PathLike) -> Iterator[tuple[IO[bytes], str, zipfil
 def json_array(stream: IO[bytes], label: str, what: str) -> Iterator[tuple[int, Any]]:
     """Yield ``(index, element)`` for each element of a top-level JSON array, one at a time.
 
-    Events from the C parser's basic mode are folded into one element at a
-    time, with a depth limit; ``what`` names the elements in errors
+    Each element is decoded whole by the ``json`` module's C scanner (see
+    :mod:`._scan`), with a depth limit; ``what`` names the elements in errors
     (``conversations[3]``).
     """
-    count, depth = 0, 0
-    builder: Any = None
+    scanner = JsonScanner(stream)
+    count = 0
     try:
-        events = ijson.basic_parse(stream, use_float=True)
-        for event, value in events:
-            if depth == 1:
-                if event == "end_array":
-                    depth = 0
-                elif event in _STARTS:
-                    depth, builder = 2, ObjectBuilder()
-                    builder.event(event, value)
-                else:
-                    yield count, value
-                    count += 1
-                continue
-            if depth == 0:
-                if event != "start_array":
-                    raise FormatError(f"expected a JSON array of {what}", file=label)
-                depth = 1
-                continue
-            builder.event(event, value)
-            if event in _STARTS:
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise FormatError(f"{what}[{count}]: nested deeper than {MAX_DEPTH} levels", file=label)
-            elif event in _ENDS:
-                depth -= 1
-                if depth == 1:
-                    yield count, builder.value
-                    count += 1
-                    builder = None
-    except ijson.JSONError as exc:
-        raise FormatError(f"invalid JSON in or after {what}[{count}]: {first_line(exc)}", file=label) from exc
+        if scanner.peek() not in ("[", ""):
+            raise FormatError(f"expected a JSON array of {what}", file=label)
+        for count in scanner.items():
+            element = scanner.value()
+            if too_deep(element, MAX_DEPTH - 1):
+                raise ScanError("too deep", deep=True)
+            yield count, element
+        count += 1
+        scanner.finish()
+    except ScanError as exc:
+        if exc.deep:
+            raise FormatError(f"{what}[{count}]: nested deeper than {MAX_DEPTH} levels", file=label) from exc
+        raise FormatError(f"invalid JSON in or after {what}[{count}]: {exc}", file=label) from exc
     except UnicodeDecodeError as exc:
         raise FormatError(f"{what}[{count}]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
     except READ_ERRORS as exc:

@@ -19,29 +19,29 @@ and files in the export's zip join them, in :mod:`.chatgpt_files`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
 from ..errors import FormatError
 from ..store.base import MessageStatus
-from ..store.bulk import ImportConversation, ImportMessage
+from ..store.bulk import ImportConversation, ImportMessage, MessageSpool
+from ._scan import JsonScanner, ScanError
 from ._source import (
     MAX_DEPTH,
+    READ_ERRORS,
     PathLike,
     Report,
     checked_message,
     content_hash,
     epoch,
     first_line,
-    json_array,
     open_export_archive,
-    too_deep,
 )
 from ._tree import newest_leaf
 from .chatgpt_content import map_message
 from .chatgpt_files import Attacher, ExportFiles
+from .chatgpt_stream import Nodes, read_conversation
 
 __all__ = ["read_chatgpt"]
 
@@ -54,21 +54,49 @@ _FINISH_REASONS = {"stop": "stop", "max_tokens": "length"}
 
 
 def _items(stream: IO[bytes], label: str) -> Iterator[tuple[str, Any]]:
-    """Each conversation with its place: ``conversations[3]``, or ``conversation`` for a file holding one."""
-    position = stream.tell()
-    start = stream.read(4096).lstrip()[:1]
-    stream.seek(position)
-    if start != b"{":
-        for index, item in json_array(stream, label, "conversations"):
-            yield f"conversations[{index}]", item
+    """Each conversation with its place: ``conversations[3]``, or ``conversation`` for a file holding one.
+
+    An object comes with its ``mapping`` as :class:`.chatgpt_stream.Nodes`,
+    read a node at a time.
+    """
+    scanner = JsonScanner(stream)
+    try:
+        start = scanner.peek()
+    except (UnicodeDecodeError, *READ_ERRORS) as exc:
+        raise FormatError(f"not one JSON conversation: {first_line(exc)}", file=label) from exc
+    if start != "{":
+        yield from _listed(scanner, label)
         return
     try:
-        item = json.loads(stream.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        item = read_conversation(scanner, 1)
+        scanner.finish()
+    except ScanError as exc:
+        if exc.deep:
+            raise FormatError(f"conversation: nested deeper than {MAX_DEPTH} levels", file=label) from exc
+        raise FormatError(f"not one JSON conversation: {exc}", file=label) from exc
+    except (UnicodeDecodeError, *READ_ERRORS) as exc:
         raise FormatError(f"not one JSON conversation: {first_line(exc)}", file=label) from exc
-    if too_deep(item):
-        raise FormatError(f"conversation: nested deeper than {MAX_DEPTH} levels", file=label)
     yield "conversation", item
+
+
+def _listed(scanner: JsonScanner, label: str) -> Iterator[tuple[str, Any]]:
+    """The conversations of an export's list, each read as it streams by (see :func:`.json_array`)."""
+    count = 0
+    try:
+        if scanner.peek() not in ("[", ""):
+            raise FormatError("expected a JSON array of conversations", file=label)
+        for count in scanner.items():
+            yield f"conversations[{count}]", read_conversation(scanner, 2)
+        count += 1
+        scanner.finish()
+    except ScanError as exc:
+        if exc.deep:
+            raise FormatError(f"conversations[{count}]: nested deeper than {MAX_DEPTH} levels", file=label) from exc
+        raise FormatError(f"invalid JSON in or after conversations[{count}]: {exc}", file=label) from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"conversations[{count}]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
+    except READ_ERRORS as exc:
+        raise FormatError(f"cannot read past conversations[{count}]: {first_line(exc)}", file=label) from exc
 
 
 def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
@@ -91,16 +119,17 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _walk(nodes: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+def _walk(nodes: dict[str, tuple[Any, Any]]) -> tuple[list[str], dict[str, str]]:
     """Node ids with every parent before its children, and the nodes whose parent is missing.
+
+    ``nodes``: each node's ``(parent, children)``.
 
     Siblings keep the order of their parent's ``children`` list (the order
     ChatGPT made them in). Nodes on a cycle are never reached and so left out.
     """
     children: dict[str | None, list[str]] = {}
     orphans: dict[str, str] = {}
-    for key, node in nodes.items():
-        parent = node.get("parent")
+    for key, (parent, _) in nodes.items():
         if parent is not None and (not isinstance(parent, str) or parent not in nodes or parent == key):
             orphans[key] = str(parent)
             parent = None
@@ -115,7 +144,7 @@ def _walk(nodes: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
         seen.add(key)
         order.append(key)
         kids = children.get(key, [])
-        listed = nodes[key].get("children")
+        listed = nodes[key][1]
         if isinstance(listed, list) and len(kids) > 1:
             rank = {child: i for i, child in enumerate(listed) if isinstance(child, str)}
             kids = sorted(kids, key=lambda child: rank.get(child, len(rank)))
@@ -173,16 +202,16 @@ def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> 
     if not isinstance(item, dict):
         raise FormatError(f"{where}: expected a conversation object, got {type(item).__name__}", file=label)
     mapping = item.get("mapping")
-    if not isinstance(mapping, dict):
+    if not isinstance(mapping, Nodes):
         raise FormatError(f"{where}.mapping: expected an object of message nodes", file=label)
     source_id = next((value for value in (item.get("id"), item.get("conversation_id"))
                       if isinstance(value, str) and value), None)
     name = f"{where} (conversation {source_id})" if source_id else where
     attacher.conversation(name)
-    nodes = {key: node for key, node in mapping.items() if isinstance(node, dict)}
+    nodes = mapping.shape
     order, orphans = _walk(nodes)
     reached = set(order)
-    lost = [key for key in mapping if key not in reached]
+    lost = [key for key in mapping.keys() if key not in reached]
     if lost:
         report.skip(FormatError(f"{name}: {len(lost)} node(s) left out, not objects or on a cycle:"
                                 f" {', '.join(lost[:5])}", file=label))
@@ -190,11 +219,11 @@ def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> 
         report.note(f"{name}: node {key}'s parent {missing} is missing; imported from there as a new root")
     created = epoch(item.get("create_time"))
     kept_of: dict[str, str | None] = {}
-    messages: list[ImportMessage] = []
+    messages: list[ImportMessage] | MessageSpool = MessageSpool() if mapping.spilled else []
     for key in order:
-        parent = nodes[key].get("parent")
+        parent = nodes[key][0]
         anchor = None if key in orphans or not isinstance(parent, str) else kept_of.get(parent)
-        imported = _message(key, nodes[key], anchor, f"{where}.mapping[{key!r}]", label, created, attacher)
+        imported = _message(key, mapping[key], anchor, f"{where}.mapping[{key!r}]", label, created, attacher)
         kept_of[key] = key if imported is not None else anchor
         if imported is not None:
             messages.append(imported)
@@ -213,10 +242,11 @@ def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> 
                if isinstance(item.get(field), (str, bool))}
     return ImportConversation(
         messages,
-        key=f"chatgpt:{source_id}" if source_id else f"chatgpt:sha256:{content_hash(item)}",
+        key=f"chatgpt:{source_id}" if source_id else f"chatgpt:sha256:{content_hash({**item, 'mapping': mapping.whole()})}",
         title=title if isinstance(title, str) else None,
         created_at=created,
         updated_at=epoch(item.get("update_time")) or created,
         metadata={"imported_from": "chatgpt", "chatgpt": {"id": source_id, **details}},
         head_key=head,
+        checked=True,  # each body was validated as it was made, and each status is one of ours
     )

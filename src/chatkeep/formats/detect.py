@@ -20,8 +20,8 @@
   ``{conversation, responses}`` (Grok), ``chunkedPrompt`` (Google AI Studio),
   ``chat_messages`` (one claude.ai conversation).
 
-Only the first element, the first few lines, or the object's keys up to the
-first that decides, are read.
+Only the first element (its ``mapping`` a node at a time), the first few
+lines, or the object's keys up to the first that decides, are read.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import IO, Any
 import ijson
 
 from ..errors import FormatError
-from ._source import READ_ERRORS, PathLike, first_line, json_array, open_export, open_plain
+from ._scan import JsonScanner, ScanError
+from ._source import MAX_DEPTH, READ_ERRORS, PathLike, first_line, open_export, open_plain, too_deep
 from ._sqlite import database_format, is_sqlite
 
 __all__ = ["DATABASE_FORMATS", "IMPORT_FORMATS", "detect_format"]
@@ -152,26 +153,63 @@ def _from_braces(stream: IO[bytes], label: str) -> str:
     """A file that starts with ``{``: one JSON object (pretty-printed or on one line), or JSON Lines."""
     position = stream.tell()
     try:
-        first = json.loads(stream.readline(_PEEK_BYTES).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        first = None
-    stream.seek(position)
-    try:
         # Keys decide as they stream by; JSON Lines stops the parser at its second line.
         return _from_object(stream, label)
     except FormatError:
+        stream.seek(position)
+        try:  # only now: one object on one line can be hundreds of megabytes
+            first = json.loads(stream.readline(_PEEK_BYTES).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            first = None
         if not isinstance(first, dict):  # not a line of JSON Lines: the object's own error says it best
             raise
         stream.seek(position)
         return _from_lines(stream, label)
 
 
+def _first_item(scanner: JsonScanner) -> Any:
+    """The array's first element, an object's ``mapping`` read a node at a time and kept only as what decides.
+
+    A ChatGPT export can be one conversation of hundreds of megabytes: only a
+    node whose message has DeepSeek's ``fragments`` is kept (the rest become
+    one empty mapping), so memory holds one node.
+    """
+    if scanner.peek() != "{":
+        return scanner.value()
+    first: dict[str, Any] = {}
+    for key in scanner.members():
+        if key != "mapping" or scanner.peek() != "{":
+            first[key] = scanner.value()
+            continue
+        kept: dict[str, Any] = {}
+        for node_key in scanner.members():
+            node = scanner.value()
+            if not kept and isinstance(node, dict) and isinstance(node.get("message"), dict) \
+                    and "fragments" in node["message"]:
+                kept[node_key] = {"message": {"fragments": None}}
+        first[key] = kept
+    return first
+
+
 def _from_array(stream: IO[bytes], label: str) -> str:
-    for _, first in json_array(stream, label, "items"):
-        found = _array_format(first)
-        if found is None:
-            raise FormatError(f"not a format chatkeep imports: the first item is {_describe(first)}", file=label)
-        return found
+    scanner = JsonScanner(stream)
+    try:
+        for _ in scanner.items():
+            first = _first_item(scanner)
+            if too_deep(first, MAX_DEPTH - 1):
+                raise ScanError("too deep", deep=True)
+            found = _array_format(first)
+            if found is None:
+                raise FormatError(f"not a format chatkeep imports: the first item is {_describe(first)}", file=label)
+            return found
+    except ScanError as exc:
+        if exc.deep:
+            raise FormatError(f"items[0]: nested deeper than {MAX_DEPTH} levels", file=label) from exc
+        raise FormatError(f"invalid JSON in or after items[0]: {exc}", file=label) from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"items[0]: text is not valid UTF-8 ({exc.reason})", file=label) from exc
+    except READ_ERRORS as exc:
+        raise FormatError(f"cannot read past items[0]: {first_line(exc)}", file=label) from exc
     return "messages"  # [] is the tutorial's file before its first message
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import tempfile
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from ..errors import StoreError
 from ..messages import MessageDict, check_json_value, validate_message
 from .attachments import Blob, Ref, extract
 from .base import MessageKind, MessageStatus, check_status, dumps, new_id, role_and_text, storable_text
 
-__all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "NewMessage", "checked_first",
-           "plan_import"]
+__all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary", "MessageSpool", "NewMessage",
+           "checked_first", "plan_batches", "plan_import"]
+
+#: How many messages of one conversation are planned and written at a time.
+PLAN_BATCH = 2000
 
 
 @dataclass
@@ -41,9 +46,11 @@ class ImportConversation:
     ``key`` identifies it at its source (``"chatgpt:<uuid>"``): importing the
     same key again adds only the messages whose keys are new. ``head_key`` names
     the message at the tip of the current branch (default: the last one).
+    ``messages`` is a list, or a :class:`MessageSpool` for a conversation too
+    large to hold in memory.
     """
 
-    messages: list[ImportMessage]
+    messages: Sequence[ImportMessage]
     key: str | None = None
     id: str | None = None
     title: str | None = None
@@ -52,8 +59,58 @@ class ImportConversation:
     updated_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     head_key: str | None = None
-    #: Set by ``checked_first``: every message body is already validated.
+    #: Every message body and status is already validated: set by ``checked_first``, or by an importer that did it.
     checked: bool = False
+
+
+class MessageSpool(Sequence[ImportMessage]):
+    """Messages kept in a private temporary file instead of memory, read back in order (or by position).
+
+    An importer fills one for a conversation too large to hold whole (one
+    200 MB ChatGPT conversation); the import then reads it a batch at a time.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="chatkeep-import-")
+        weakref.finalize(self, self._file.close)  # the file goes with the last reference to the spool
+        self._offsets: list[int] = []
+        self._end = 0
+
+    def append(self, message: ImportMessage) -> None:
+        self._file.seek(self._end)
+        self._offsets.append(self._end)
+        pickle.dump(message, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._end = self._file.tell()
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> ImportMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ImportMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ImportMessage | list[ImportMessage]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self._offsets))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return list(self._read(start, stop))
+        position = range(len(self._offsets))[index]
+        return next(self._read(position, position + 1))
+
+    def __iter__(self) -> Iterator[ImportMessage]:
+        return self._read(0, len(self._offsets))
+
+    def _read(self, start: int, stop: int) -> Iterator[ImportMessage]:
+        for position in range(start, stop):
+            self._file.seek(self._offsets[position])
+            message: ImportMessage = pickle.load(self._file)  # noqa: S301 - our own spool, written above
+            yield message
+
+    def __getstate__(self) -> Any:
+        raise TypeError("a MessageSpool stays in the process that wrote it")
 
 
 @dataclass
@@ -99,6 +156,8 @@ class ImportPlan:
     new: list[NewMessage]
     skipped: int
     head: str | None
+    #: Whether an earlier batch of the same import added the source's head (see :func:`plan_batches`).
+    head_added_before: bool = False
 
     def head_to_set(self, *, created: bool, current: str | None, left_by_import: str | None) -> str | None:
         """Where the import moves the conversation's head, if anywhere (``None``: it stays).
@@ -112,7 +171,7 @@ class ImportPlan:
             return None
         if created:
             return self.head
-        added = any(message.id == self.head for message in self.new)
+        added = self.head_added_before or any(message.id == self.head for message in self.new)
         return self.head if added and current == left_by_import else None
 
 
@@ -154,6 +213,34 @@ def plan_import(item: ImportConversation, conversation_id: str, known: dict[str,
     return ImportPlan(new, skipped, head)
 
 
+def plan_batches(item: ImportConversation, conversation_id: str, known: dict[str, str],
+                 size: int | None = None) -> Iterator[ImportPlan]:
+    """:func:`plan_import` for ``size`` messages at a time, so memory holds one batch of a large conversation.
+
+    Write each plan before asking for the next; the last one's ``head`` (and
+    ``head_to_set``) speak for the whole conversation.
+    """
+    size = size or PLAN_BATCH
+    messages = item.messages
+    if len(messages) <= size:
+        yield plan_import(item, conversation_id, known)
+        return
+    new_ids: set[str] = set()
+    last_new: str | None = None
+    for start in range(0, len(messages), size):
+        plan = plan_import(dataclasses.replace(item, messages=messages[start:start + size], head_key=None),
+                           conversation_id, known)
+        new_ids.update(message.id for message in plan.new)
+        last_new = plan.new[-1].id if plan.new else last_new
+        if start + size < len(messages):
+            yield dataclasses.replace(plan, head=None)
+            continue
+        head = known.get(item.head_key) if item.head_key is not None else None
+        head = head if head is not None else last_new
+        before = head is not None and head in new_ids and all(message.id != head for message in plan.new)
+        yield dataclasses.replace(plan, head=head, head_added_before=before)
+
+
 def checked_first(conversations: Iterable[ImportConversation]) -> Iterator[ImportConversation]:
     """Read and check every conversation before any is written, then hand them out again.
 
@@ -162,20 +249,39 @@ def checked_first(conversations: Iterable[ImportConversation]) -> Iterator[Impor
     so a bad record fails it before the store is touched, and other writers
     wait only for the inserts, not for the parsing.
     """
+    spooled: list[Any] = []  # already on disk: kept as they are, their place noted
     with tempfile.TemporaryFile(prefix="chatkeep-import-") as spool:
         for item in conversations:
-            for number, imported in enumerate(item.messages):
-                where = f"conversation {item.key or item.id or '?'!r}, message {imported.key or number}"
-                check_status(imported.status)
-                if imported.kind in ("chat", "summary"):
-                    imported.message = validate_message(imported.message, field=where)
-                else:
-                    check_json_value(imported.message, where)
-            item.checked = True
-            pickle.dump(item, spool, protocol=pickle.HIGHEST_PROTOCOL)
+            if not item.checked:
+                item = _checked(item)
+            if isinstance(item.messages, MessageSpool):
+                pickle.dump(len(spooled), spool, protocol=pickle.HIGHEST_PROTOCOL)
+                spooled.append(item)
+            else:
+                pickle.dump(item, spool, protocol=pickle.HIGHEST_PROTOCOL)
         spool.seek(0)
         while True:
             try:
-                yield pickle.load(spool)  # noqa: S301 - our own spool, written just above
+                loaded = pickle.load(spool)  # noqa: S301 - our own spool, written just above
             except EOFError:
                 return
+            if isinstance(loaded, int):
+                index, loaded = loaded, spooled[loaded]
+                spooled[index] = None  # let it go once handed out
+            yield loaded
+
+
+def _checked(item: ImportConversation) -> ImportConversation:
+    """Validate every message of ``item`` (into a new spool when it came in one)."""
+    checked: list[ImportMessage] | MessageSpool = MessageSpool() if isinstance(item.messages, MessageSpool) else []
+    for number, imported in enumerate(item.messages):
+        where = f"conversation {item.key or item.id or '?'!r}, message {imported.key or number}"
+        check_status(imported.status)
+        if imported.kind in ("chat", "summary"):
+            imported.message = validate_message(imported.message, field=where)
+        else:
+            check_json_value(imported.message, where)
+        checked.append(imported)
+    item.messages = checked
+    item.checked = True
+    return item

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from .base import check_conversation_id, dumps, role_and_text, storable_text
-from .bulk import ImportConversation, ImportSummary, plan_import
+from .bulk import ImportConversation, ImportSummary, plan_batches
 from .pinned import INHERITED_SQL, inherited_pinned
 from .postgres_search import tsvector_text
 
@@ -97,9 +97,13 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
         "SELECT source_key, id FROM messages WHERE conversation_id = %s AND source_key IS NOT NULL",
         (conversation_id,),
     ).fetchall())
-    plan = plan_import(item, conversation_id, known)
-    if plan.new:
-        # One COPY for the conversation; parents precede children, and the foreign
+    summary = ImportSummary(conversation_ids=[conversation_id])
+    for plan in plan_batches(item, conversation_id, known):  # a batch at a time: a huge conversation streams
+        summary.messages_added += len(plan.new)
+        summary.messages_skipped += plan.skipped
+        if not plan.new:
+            continue
+        # One COPY for the batch; parents precede children, and the foreign
         # keys are checked when it ends. COPY takes no subquery: the pinned ancestors are worked out here.
         pinned = inherited_pinned(((m.id, m.parent_id, m.role) for m in plan.new), lambda ids: _passed_down(conn, ids))
         with conn.cursor().copy(_COPY_IMPORTED) as copy:
@@ -119,11 +123,9 @@ def _import_one(conn: Connection[Any], item: ImportConversation, now: datetime) 
     if head is not None:
         conn.execute("UPDATE conversations SET head_id = %s, import_head = %s WHERE id = %s",
                      (head, head, conversation_id))
-    summary = ImportSummary(messages_added=len(plan.new), messages_skipped=plan.skipped,
-                            conversation_ids=[conversation_id])
     if created:
         summary.conversations_created = 1
-    elif plan.new:
+    elif summary.messages_added:
         summary.conversations_updated = 1
         conn.execute("UPDATE conversations SET updated_at = %s WHERE id = %s", (now, conversation_id))
     return summary
