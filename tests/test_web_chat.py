@@ -193,7 +193,7 @@ def test_edit_sends_the_new_text_on_a_branch_of_its_own(page: Watched, web: WebS
 
 def test_without_a_key_the_message_is_kept_and_the_page_says_why(page: Watched, store: Any) -> None:
     store.conversation("keyless", create=True)
-    with WebServer(store) as keyless:  # no base URL and no OPENAI_API_KEY: api.openai.com would need a key
+    with WebServer(store) as keyless:  # no base URL and no OPENAI_API_KEY: refused before any request is made
         p = page.page
         p.goto(keyless.url("/c/keyless"))
         _send(p, "Hello?")

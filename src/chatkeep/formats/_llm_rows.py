@@ -32,13 +32,10 @@ from typing import Any
 
 from ..messages import MessageDict
 from ..store.bulk import ImportMessage
-from ._source import iso_time
+from ._source import as_str, iso_time
 
 __all__ = ["row_messages"]
 
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _arguments(value: Any) -> str:
@@ -55,11 +52,11 @@ def _json(value: Any) -> Any:
 
 
 def _user_content(prompt: str, attachments: list[dict[str, Any]]) -> Any:
-    images = [a for a in attachments if _str(a.get("type")).startswith("image/") and _str(a.get("url"))]
+    images = [a for a in attachments if as_str(a.get("type")).startswith("image/") and as_str(a.get("url"))]
     if not images:
         if prompt or not attachments:
             return prompt
-        names = ", ".join(_str(a.get("path")) or _str(a.get("url")) or _str(a.get("id")) for a in attachments)
+        names = ", ".join(as_str(a.get("path")) or as_str(a.get("url")) or as_str(a.get("id")) for a in attachments)
         return f"[attachment: {names}]"
     parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}] if prompt else []
     return parts + [{"type": "image_url", "image_url": {"url": a["url"]}} for a in images]
@@ -68,7 +65,7 @@ def _user_content(prompt: str, attachments: list[dict[str, Any]]) -> Any:
 def _joined(row: dict[str, Any], name: str) -> str:
     """The prompt or system prompt llm sent: its fragments, then the text typed, joined as llm's ``Prompt`` joins them."""
     fragments = [f.get("content") if isinstance(f, dict) else f for f in row.get(f"{name}_fragments") or []]
-    pieces = [f for f in fragments if isinstance(f, str)] + [_str(row.get(name))]
+    pieces = [f for f in fragments if isinstance(f, str)] + [as_str(row.get(name))]
     if name == "system":  # stripped, blank ones dropped, a blank line between
         return "\n\n".join(piece.strip() for piece in pieces if piece.strip())
     return "\n".join(piece for piece in pieces[:-1]) + ("\n" if pieces[:-1] and pieces[-1] else "") + pieces[-1]
@@ -96,15 +93,15 @@ class _Calls:
         out = []
         for n, call in enumerate(calls):
             call = call if isinstance(call, dict) else {}
-            call_id = _str(call.get("tool_call_id")) or f"call_{row_id}_{n}"
-            name = _str(call.get("name")) or "tool"
+            call_id = as_str(call.get("tool_call_id")) or f"call_{row_id}_{n}"
+            name = as_str(call.get("name")) or "tool"
             out.append({"id": call_id, "type": "function",
                         "function": {"name": name, "arguments": _arguments(_json(call.get("arguments")))}})
             self.pending.append((call_id, name))
         return out
 
     def answered(self, result: dict[str, Any]) -> str:
-        wanted, name = _str(result.get("tool_call_id")), _str(result.get("name"))
+        wanted, name = as_str(result.get("tool_call_id")), as_str(result.get("name"))
         match = next((p for p in self.pending if p[0] == wanted), None) or next(
             (p for p in self.pending if p[1] == name), None) or (self.pending[0] if self.pending else None)
         if match is None:
@@ -124,14 +121,14 @@ def row_messages(rows: Sequence[dict[str, Any]]) -> list[ImportMessage]:
     system = ""
     calls = _Calls()
     for row in rows:
-        row_id = _str(row.get("id")) or str(len(out))
+        row_id = as_str(row.get("id")) or str(len(out))
         if _joined(row, "system") and _joined(row, "system") != system:
             system = _joined(row, "system")
             out.append(_message({"role": "system", "content": system}, f"{row_id}:system", parent, row))
             parent = out[-1].key
         for n, result in enumerate(r for r in row.get("tool_results") or [] if isinstance(r, dict)):
             kept = {name: result[name] for name in ("name", "exception", "attachments") if result.get(name)}
-            body = {"role": "tool", "tool_call_id": calls.answered(result), "content": _str(result.get("output"))}
+            body = {"role": "tool", "tool_call_id": calls.answered(result), "content": as_str(result.get("output"))}
             out.append(_message(body, f"{row_id}:tool:{n}", parent, row, metadata={"llm": kept} if kept else {}))
             parent = out[-1].key
         attachments = [a for a in row.get("attachments") or [] if isinstance(a, dict)]
@@ -144,7 +141,7 @@ def row_messages(rows: Sequence[dict[str, Any]]) -> list[ImportMessage]:
             parent = out[-1].key
         listed = row.get("tool_calls")
         made = calls.made(row_id, listed if isinstance(listed, list) else [])  # a damaged row: no calls
-        reply: dict[str, Any] = {"role": "assistant", "content": _str(row.get("response")) or (None if made else "")}
+        reply: dict[str, Any] = {"role": "assistant", "content": as_str(row.get("response")) or (None if made else "")}
         if made:
             reply["tool_calls"] = made
         response_json = _json(row.get("response_json"))
@@ -153,7 +150,7 @@ def row_messages(rows: Sequence[dict[str, Any]]) -> list[ImportMessage]:
                 if row.get(name) not in (None, "", [], {})}
         kept["id"] = row_id
         out.append(_message(reply, f"{row_id}:response", parent, row,
-                            model=_str(row.get("resolved_model")) or _str(row.get("model")) or None,
+                            model=as_str(row.get("resolved_model")) or as_str(row.get("model")) or None,
                             usage=_usage(row), finish_reason=finish if isinstance(finish, str) else None,
                             metadata={"llm": kept}))
         parent = out[-1].key

@@ -14,10 +14,10 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO, Any, Union
+from typing import IO, Any, TypeVar, Union
 
 import ijson
 from ijson.common import ObjectBuilder
@@ -30,6 +30,8 @@ __all__ = [
     "MAX_DEPTH",
     "PathLike",
     "Report",
+    "as_dict",
+    "as_str",
     "checked_message",
     "content_hash",
     "epoch",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 #: How deeply one record may nest. Real files stay near 12 levels; the limit
 #: exists because the C parser's cost grows with the square of the depth, so a
@@ -92,6 +95,28 @@ class Report:
         """Something was repaired and nothing was lost: tell a caller who asked."""
         if self.warnings is not None:
             self.warnings.append(str(FormatError(reason, file=self.label, line=line)))
+
+    def each(self, records: Iterable[tuple[str, Any]], convert: Callable[[Any, str], T | None]) -> Iterator[T]:
+        """``convert(record, where)`` for each ``(where, record)``: a record it refuses with a FormatError is
+        skipped (see :meth:`skip`), and one it turns into ``None`` (nothing to import) is left out."""
+        for where, record in records:
+            try:
+                converted = convert(record, where)
+            except FormatError as error:
+                self.skip(error)
+                continue
+            if converted is not None:
+                yield converted
+
+
+def as_str(value: Any) -> str:
+    """``value`` when it is a string, else ``""``: a field a file may leave out or fill with anything."""
+    return value if isinstance(value, str) else ""
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is an object, else ``{}``."""
+    return value if isinstance(value, dict) else {}
 
 
 def checked_message(message: Any, field: str, label: str, line: int | None = None) -> MessageDict:

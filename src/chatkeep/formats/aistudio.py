@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, checked_message, load_json
+from ._source import PathLike, Report, as_dict, as_str, checked_message, load_json
 from .messages import chain_keys, opening_key
 
 __all__ = ["read_aistudio"]
@@ -41,10 +41,10 @@ def read_aistudio(path: PathLike, warnings: list[str] | None) -> Iterator[Import
     """Yield the prompt file's one conversation."""
     label = os.fspath(path)
     data = load_json(path, label)
-    if not isinstance(data, dict) or not isinstance(_dict(data.get("chunkedPrompt")).get("chunks"), list):
+    if not isinstance(data, dict) or not isinstance(as_dict(data.get("chunkedPrompt")).get("chunks"), list):
         raise FormatError("chunkedPrompt.chunks: expected a list of chunks", file=label)
-    settings = _dict(data.get("runSettings"))
-    model = _str(settings.get("model")).removeprefix("models/") or None
+    settings = as_dict(data.get("runSettings"))
+    model = as_str(settings.get("model")).removeprefix("models/") or None
     bodies: list[dict[str, Any]] = []
     extras: list[tuple[MessageStatus, dict[str, Any]]] = []
     system = _system(data.get("systemInstruction"))
@@ -54,12 +54,12 @@ def read_aistudio(path: PathLike, warnings: list[str] | None) -> Iterator[Import
     thoughts: list[str] = []
     for index, chunk in enumerate(data["chunkedPrompt"]["chunks"]):
         where = f"chunkedPrompt.chunks[{index}]"
-        chunk = _dict(chunk)
-        role = _ROLES.get(_str(chunk.get("role")))
+        chunk = as_dict(chunk)
+        role = _ROLES.get(as_str(chunk.get("role")))
         if role is None:
             raise FormatError(f"{where}.role: unknown role {chunk.get('role')!r}", file=label)
         if chunk.get("isThought") is True:
-            thoughts.append(_str(chunk.get("text")))
+            thoughts.append(as_str(chunk.get("text")))
             continue
         if thoughts and role != "assistant":
             bodies.append({"role": "assistant", "content": ""})
@@ -87,34 +87,28 @@ def read_aistudio(path: PathLike, warnings: list[str] | None) -> Iterator[Import
         metadata={"imported_from": "aistudio", "aistudio": {"runSettings": settings} if settings else {}})
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _system(value: Any) -> str:
-    instruction = _dict(value)
-    if _str(instruction.get("text")):
-        return _str(instruction["text"])
+    instruction = as_dict(value)
+    if as_str(instruction.get("text")):
+        return as_str(instruction["text"])
     parts: list[Any] = instruction["parts"] if isinstance(instruction.get("parts"), list) else []
-    return "\n".join(_str(_dict(part).get("text")) for part in parts if _str(_dict(part).get("text")))
+    return "\n".join(as_str(as_dict(part).get("text")) for part in parts if as_str(as_dict(part).get("text")))
 
 
 def _content(chunk: dict[str, Any], role: str) -> tuple[Any, dict[str, Any]]:
     """A chunk's content (text, or text and an inline image) and what metadata keeps."""
     kept: dict[str, Any] = {name: chunk[name] for name in ("tokenCount", "finishReason", *_DRIVE) if name in chunk}
-    text = _str(chunk.get("text"))
+    text = as_str(chunk.get("text"))
     if not text and isinstance(chunk.get("parts"), list):
-        text = "".join(_str(_dict(part).get("text")) for part in chunk["parts"] if not _dict(part).get("thought"))
-    image = _dict(chunk.get("inlineImage")) or _dict(chunk.get("inlineData"))
-    if role == "user" and _str(image.get("data")):
-        url = f"data:{_str(image.get('mimeType')) or 'image/png'};base64,{image['data']}"
+        text = "".join(as_str(as_dict(part).get("text")) for part in chunk["parts"] if not as_dict(part).get("thought"))
+    image = as_dict(chunk.get("inlineImage")) or as_dict(chunk.get("inlineData"))
+    if role == "user" and as_str(image.get("data")):
+        url = f"data:{as_str(image.get('mimeType')) or 'image/png'};base64,{image['data']}"
         parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         return parts + [{"type": "image_url", "image_url": {"url": url}}], kept
     if not text and any(name in chunk for name in _DRIVE):
         name = next(name for name in _DRIVE if name in chunk)
-        text = f"[{name}: {_str(_dict(chunk[name]).get('id'))}]"
+        text = f"[{name}: {as_str(as_dict(chunk[name]).get('id'))}]"
     return text, kept

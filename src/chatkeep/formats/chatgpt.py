@@ -32,6 +32,7 @@ from ._source import (
     READ_ERRORS,
     PathLike,
     Report,
+    as_dict,
     checked_message,
     content_hash,
     epoch,
@@ -104,19 +105,9 @@ def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportC
     with open_export_archive(path) as (stream, label, archive):
         report = Report(label, warnings)
         attacher = Attacher(ExportFiles(archive, report) if archive is not None else None, report)
-        for where, item in _items(stream, label):
-            try:
-                conversation = _conversation(item, where, report, attacher)
-            except FormatError as error:
-                report.skip(error)
-                continue
-            if conversation is not None:
-                yield conversation
+        yield from report.each(_items(stream, label), lambda item, where: _conversation(item, where, report, attacher))
         attacher.finish()
 
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _walk(nodes: dict[str, tuple[Any, Any]]) -> tuple[list[str], dict[str, str]]:
@@ -153,7 +144,7 @@ def _walk(nodes: dict[str, tuple[Any, Any]]) -> tuple[list[str], dict[str, str]]
 
 
 def _status(message: dict[str, Any]) -> tuple[MessageStatus, str | None]:
-    finish = _dict(_dict(message.get("metadata")).get("finish_details")).get("type")
+    finish = as_dict(as_dict(message.get("metadata")).get("finish_details")).get("type")
     raw = message.get("status")
     status = _STATUS.get(raw, "complete") if isinstance(raw, str) else "complete"
     if finish == "interrupted":
@@ -168,12 +159,12 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     if not isinstance(message, dict):
         return None
     mapped = map_message(message)
-    meta = _dict(message.get("metadata"))
+    meta = as_dict(message.get("metadata"))
     if mapped is None or (meta.get("is_visually_hidden_from_conversation") is True and not mapped.text.strip()):
         return None
     body = checked_message(attacher.body(mapped.role, mapped.text, message), field, label)
-    author = _dict(message.get("author"))
-    content_type = _dict(message.get("content")).get("content_type")
+    author = as_dict(message.get("author"))
+    content_type = as_dict(message.get("content")).get("content_type")
     original = {
         "node_id": key,
         "message_id": message.get("id") if message.get("id") != key else None,

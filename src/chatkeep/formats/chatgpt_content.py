@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ._source import as_dict, as_str
 from ._text import fence
 
 __all__ = ["Mapped", "map_message"]
@@ -55,12 +56,6 @@ class Mapped:
     text: str
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _joined(*texts: str, sep: str = "\n") -> str:
@@ -73,13 +68,13 @@ def _part_text(part: Any) -> str:
         return part
     if not isinstance(part, dict):
         return ""
-    kind = _str(part.get("content_type"))
-    pointer = _str(part.get("asset_pointer"))
+    kind = as_str(part.get("content_type"))
+    pointer = as_str(part.get("asset_pointer"))
     if pointer:
         label = "image" if "image" in kind else "audio" if "audio" in kind else "video" if "video" in kind else "file"
         return f"[{label}: {pointer}]"
-    if _str(part.get("text")):
-        return _str(part.get("text"))
+    if as_str(part.get("text")):
+        return as_str(part.get("text"))
     return f"[{kind}]" if kind else ""
 
 
@@ -93,13 +88,13 @@ def _parts(content: dict[str, Any]) -> str:
 def _thoughts(content: dict[str, Any]) -> str:
     thoughts = content.get("thoughts")
     items = thoughts if isinstance(thoughts, list) else []
-    return _joined(*(_joined(_str(_dict(t).get("summary")), _str(_dict(t).get("content"))) for t in items), sep="\n\n")
+    return _joined(*(_joined(as_str(as_dict(t).get("summary")), as_str(as_dict(t).get("content"))) for t in items), sep="\n\n")
 
 
 def _custom_instructions(message: dict[str, Any]) -> str:
     """The 2023 form of custom instructions: a system message whose metadata holds them."""
-    data = _dict(_dict(message.get("metadata")).get("user_context_message_data"))
-    return _joined(_str(data.get("about_user_message")), _str(data.get("about_model_message")), sep="\n\n")
+    data = as_dict(as_dict(message.get("metadata")).get("user_context_message_data"))
+    return _joined(as_str(data.get("about_user_message")), as_str(data.get("about_model_message")), sep="\n\n")
 
 
 def _body(kind: str, content: dict[str, Any], recipient: str) -> str | None:
@@ -110,27 +105,27 @@ def _body(kind: str, content: dict[str, Any], recipient: str) -> str | None:
         language = content.get("language")
         if not isinstance(language, str) or language == "unknown":
             language = "python" if recipient == "python" else ""
-        return fence(_str(content.get("text")), language)
+        return fence(as_str(content.get("text")), language)
     if kind == "execution_output":
-        return fence(_str(content.get("text")))
+        return fence(as_str(content.get("text")))
     if kind == "tether_browsing_display":
-        return _joined(_str(content.get("result")), _str(content.get("summary")), sep="\n\n")
+        return _joined(as_str(content.get("result")), as_str(content.get("summary")), sep="\n\n")
     if kind == "tether_quote":
-        header = _joined(_str(content.get("title")), _str(content.get("url")))
-        return _joined(header, _str(content.get("text")), sep="\n\n")
+        header = _joined(as_str(content.get("title")), as_str(content.get("url")))
+        return _joined(header, as_str(content.get("text")), sep="\n\n")
     if kind == "system_error":
-        name = _str(content.get("name"))
-        return f"{name}: {_str(content.get('text'))}" if name else _str(content.get("text"))
+        name = as_str(content.get("name"))
+        return f"{name}: {as_str(content.get('text'))}" if name else as_str(content.get("text"))
     if kind == "user_editable_context":
-        return _joined(_str(content.get("user_profile")), _str(content.get("user_instructions")), sep="\n\n")
+        return _joined(as_str(content.get("user_profile")), as_str(content.get("user_instructions")), sep="\n\n")
     if kind == "model_editable_context":
-        return _str(content.get("model_set_context"))
+        return as_str(content.get("model_set_context"))
     if kind == "thoughts":
         return _thoughts(content)
     if kind == "reasoning_recap":
         return None
     found = _parts(content) or next(
-        (_str(content.get(key)) for key in ("text", "result", "content") if _str(content.get(key))), ""
+        (as_str(content.get(key)) for key in ("text", "result", "content") if as_str(content.get(key))), ""
     )
     return f"[{kind}]\n{found}" if found else None
 
@@ -142,11 +137,11 @@ def _tool_label(kind: str, name: str) -> str:
 
 def map_message(message: dict[str, Any]) -> Mapped | None:
     """Choose the role and text for a ChatGPT message, or ``None`` to leave it out."""
-    author = _dict(message.get("author"))
-    author_role, author_name = _str(author.get("role")), _str(author.get("name"))
-    content = _dict(message.get("content"))
-    kind = _str(content.get("content_type")) or "text"
-    recipient = _str(message.get("recipient"))
+    author = as_dict(message.get("author"))
+    author_role, author_name = as_str(author.get("role")), as_str(author.get("name"))
+    content = as_dict(message.get("content"))
+    kind = as_str(content.get("content_type")) or "text"
+    recipient = as_str(message.get("recipient"))
     body = _body(kind, content, recipient)
     if body is None:
         return None

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..store.attachments import sniff_media_type
-from ._source import READ_ERRORS, Report, first_line
+from ._source import READ_ERRORS, Report, as_dict, first_line
 from .chatgpt_content import _part_text
 
 __all__ = ["MAX_FILE", "Attacher", "ExportFile", "ExportFiles", "media_part", "pointer_id"]
@@ -165,24 +165,21 @@ def _given_name(base: str) -> str:
     return base
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
 
 def _part_pointer(part: Any) -> str | None:
     """The pointer a content part holds, its own or a voice message's nested audio."""
-    part = _dict(part)
+    part = as_dict(part)
     pointer = part.get("asset_pointer")
     if not isinstance(pointer, str):
-        pointer = _dict(part.get("audio_asset_pointer")).get("asset_pointer")
+        pointer = as_dict(part.get("audio_asset_pointer")).get("asset_pointer")
     return pointer if isinstance(pointer, str) and pointer else None
 
 
 def _attachments(message: dict[str, Any]) -> list[tuple[str, str]]:
     """The files attached to a message, as (id, name)."""
     found = []
-    for item in _dict(message.get("metadata")).get("attachments") or ():
-        item = _dict(item)
+    for item in as_dict(message.get("metadata")).get("attachments") or ():
+        item = as_dict(item)
         if isinstance(item.get("id"), str) and item["id"]:
             name = item.get("name")
             found.append((item["id"], name if isinstance(name, str) and name else item["id"]))
@@ -191,7 +188,7 @@ def _attachments(message: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _chart_pointers(message: dict[str, Any]) -> list[str]:
     """The code interpreter's images: ``aggregate_result.messages[].image_url``."""
-    result = _dict(_dict(message.get("metadata")).get("aggregate_result"))
+    result = as_dict(as_dict(message.get("metadata")).get("aggregate_result"))
     return [item["image_url"] for item in result.get("messages") or ()
             if isinstance(item, dict) and isinstance(item.get("image_url"), str) and item["image_url"]]
 
@@ -245,7 +242,7 @@ class Attacher:
 
     def body(self, role: str, text: str, message: dict[str, Any]) -> dict[str, Any]:
         """The chat message for a ChatGPT message whose role and text are chosen, with the files it points to."""
-        content = _dict(message.get("content"))
+        content = as_dict(message.get("content"))
         parts = content.get("parts") if content.get("content_type") == "multimodal_text" else None
         parts = parts if isinstance(parts, list) else []
         pointers = [p for p in (_part_pointer(part) for part in parts) if p]

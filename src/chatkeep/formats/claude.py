@@ -41,7 +41,7 @@ from typing import Any
 from ..errors import FormatError
 from ..store.bulk import ImportConversation, ImportMessage
 from ._replies import Reply
-from ._source import PathLike, Report, checked_message, iso_time, json_array, open_export
+from ._source import PathLike, Report, as_str, checked_message, iso_time, json_array, open_export
 from ._tree import last_leaf, tree_order
 
 __all__ = ["read_claude"]
@@ -54,18 +54,9 @@ def read_claude(path: PathLike, warnings: list[str] | None) -> Iterator[ImportCo
     """Yield the conversations of a claude.ai export one at a time; one with no messages is left out."""
     with open_export(path) as (stream, label):
         report = Report(label, warnings)
-        for index, item in json_array(stream, label, "conversations"):
-            try:
-                conversation = _conversation(item, f"conversations[{index}]", report)
-            except FormatError as error:
-                report.skip(error)
-                continue
-            if conversation is not None:
-                yield conversation
+        records = ((f"conversations[{index}]", item) for index, item in json_array(stream, label, "conversations"))
+        yield from report.each(records, lambda item, where: _conversation(item, where, report))
 
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _result_text(content: Any) -> str:
@@ -73,7 +64,7 @@ def _result_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(_str(block.get("text")) if isinstance(block, dict) else _str(block) for block in content)
+        return "\n".join(as_str(block.get("text")) if isinstance(block, dict) else as_str(block) for block in content)
     return json.dumps(content, ensure_ascii=False) if content is not None else ""
 
 
@@ -84,13 +75,13 @@ def _fold(blocks: list[Any], uuid: str) -> tuple[Reply, list[Any]]:
     for block in blocks:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            reply.text(_str(block.get("text")))
+            reply.text(as_str(block.get("text")))
         elif kind in ("thinking", "redacted_thinking"):
-            reply.think(_str(block.get("thinking")) or _str(block.get("data")))
+            reply.think(as_str(block.get("thinking")) or as_str(block.get("data")))
         elif kind in ("tool_use", "server_tool_use"):
-            reply.call(_str(block.get("id")), _str(block.get("name")), block.get("input", {}))
+            reply.call(as_str(block.get("id")), as_str(block.get("name")), block.get("input", {}))
         elif kind in ("tool_result", "web_search_tool_result"):
-            if not reply.result(_str(block.get("tool_use_id")), _result_text(block.get("content"))):
+            if not reply.result(as_str(block.get("tool_use_id")), _result_text(block.get("content"))):
                 other.append(block)  # a result with no call before it: kept, not sent
         else:
             other.append(block)
@@ -99,20 +90,20 @@ def _fold(blocks: list[Any], uuid: str) -> tuple[Reply, list[Any]]:
 
 def _split(message: dict[str, Any], uuid: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """A message as chat messages, and what it keeps in metadata."""
-    role = _ROLES.get(_str(message.get("sender")), "")
+    role = _ROLES.get(as_str(message.get("sender")), "")
     blocks = message.get("content")
     details: dict[str, Any] = {"uuid": uuid}
     for name in ("attachments", "files", "files_v2"):
         if isinstance(message.get(name), list) and message[name]:
             details[name] = message[name]
     if not isinstance(blocks, list) or not blocks:
-        return [{"role": role, "content": _str(message.get("text"))}], details
+        return [{"role": role, "content": as_str(message.get("text"))}], details
     if role == "user":
-        texts = [_str(b.get("text")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+        texts = [as_str(b.get("text")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
         others = [b for b in blocks if not (isinstance(b, dict) and b.get("type") == "text")]
         if others:
             details["blocks"] = others
-        return [{"role": "user", "content": "\n\n".join(texts) if texts else _str(message.get("text"))}], details
+        return [{"role": "user", "content": "\n\n".join(texts) if texts else as_str(message.get("text"))}], details
     reply, other = _fold(blocks, uuid)
     out = reply.finish()
     if reply.thinking:
@@ -131,7 +122,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     raw = item.get("chat_messages")
     if not isinstance(raw, list):
         raise FormatError(f"{where}.chat_messages: expected a list of messages", file=label)
-    uuid = _str(item.get("uuid"))
+    uuid = as_str(item.get("uuid"))
     name = f"{where} (conversation {uuid})" if uuid else where
     entries: list[tuple[str, str | None, int, dict[str, Any]]] = []
     threaded = any(isinstance(m, dict) and "parent_message_uuid" in m for m in raw)
@@ -141,8 +132,8 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
         if not isinstance(message, dict):
             report.skip(FormatError(f"{field}: expected a message object", file=label))
             continue
-        key = _str(message.get("uuid")) or f"#{index}"
-        if _str(message.get("sender")) not in _ROLES:
+        key = as_str(message.get("uuid")) or f"#{index}"
+        if as_str(message.get("sender")) not in _ROLES:
             report.skip(FormatError(f"{field}.sender: unknown sender {message.get('sender')!r}", file=label))
             continue
         parent = message.get("parent_message_uuid") if threaded else previous
@@ -181,7 +172,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     return ImportConversation(
         messages,
         key=f"claude:{uuid}" if uuid else None,
-        title=_str(item.get("name")) or None,
+        title=as_str(item.get("name")) or None,
         created_at=created,
         updated_at=iso_time(item.get("updated_at")) or created,
         metadata={"imported_from": "claude", "claude": {k: v for k, v in details.items() if v is not None}},

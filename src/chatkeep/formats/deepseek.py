@@ -33,7 +33,7 @@ from typing import IO, Any
 from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, checked_message, json_array, load_json, moment, open_export
+from ._source import PathLike, Report, as_dict, as_str, checked_message, json_array, load_json, moment, open_export
 from ._tree import newest_leaf, tree_order
 
 __all__ = ["read_deepseek"]
@@ -47,14 +47,8 @@ def read_deepseek(path: PathLike, warnings: list[str] | None) -> Iterator[Import
     with open_export(path) as (stream, label):
         report = Report(label, warnings)
         if _starts_array(stream):
-            for index, item in json_array(stream, label, "conversations"):
-                try:
-                    conversation = _exported(item, f"conversations[{index}]", report)
-                except FormatError as error:
-                    report.skip(error)
-                    continue
-                if conversation is not None:
-                    yield conversation
+            records = ((f"conversations[{index}]", item) for index, item in json_array(stream, label, "conversations"))
+            yield from report.each(records, lambda item, where: _exported(item, where, report))
             return
     conversation = _history(load_json(path, os.fspath(path)), Report(os.fspath(path), warnings))
     if conversation is not None:
@@ -68,35 +62,29 @@ def _starts_array(stream: IO[bytes]) -> bool:
     return start == b"["
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _body(message: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """A message's role, text, and what metadata keeps (the thinking above all)."""
     kept: dict[str, Any] = {name: message[name] for name in _KEPT if message.get(name) not in (None, [], "", False)}
-    role = _str(message.get("role")).lower()
+    role = as_str(message.get("role")).lower()
     fragments = message.get("fragments")
     if not isinstance(fragments, list):
-        if _str(message.get("thinking_content")):
+        if as_str(message.get("thinking_content")):
             kept["thinking"] = message["thinking_content"]
-        return role, _str(message.get("content")), kept
+        return role, as_str(message.get("content")), kept
     said: list[str] = []
     thinking: list[str] = []
     other: list[Any] = []
     for fragment in fragments:
-        kind = _str(_dict(fragment).get("type")).upper()
+        kind = as_str(as_dict(fragment).get("type")).upper()
         if kind in ("REQUEST", "RESPONSE"):
-            said.append(_str(fragment.get("content")))
+            said.append(as_str(fragment.get("content")))
             if fragment.get("references"):
                 kept.setdefault("references", []).extend(fragment["references"])
             role = role or ("user" if kind == "REQUEST" else "assistant")
         elif kind == "THINK":
-            thinking.append(_str(fragment.get("content")))
+            thinking.append(as_str(fragment.get("content")))
             role = role or "assistant"
         else:
             other.append(fragment)
@@ -108,7 +96,7 @@ def _body(message: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 
 def _status(message: dict[str, Any]) -> MessageStatus:
-    status = _str(message.get("status")).upper()
+    status = as_str(message.get("status")).upper()
     if not status or status == "FINISHED":
         return "complete"
     return "error" if "FAIL" in status or "ERROR" in status else "incomplete"
@@ -131,7 +119,7 @@ def _messages(entries: list[tuple[str, str | None, dict[str, Any], str]], name: 
         role, text, kept = _body(message)
         if role not in ("user", "assistant", "system"):
             raise FormatError(f"{where}.role: unknown role {message.get('role')!r}", file=label)
-        model = _str(message.get("model"))
+        model = as_str(message.get("model"))
         out.append(ImportMessage(
             checked_message({"role": role, "content": text}, where, label), key=key, parent_key=anchor,
             created_at=moment(message.get("inserted_at")), model=model if model and role == "assistant" else None,
@@ -142,8 +130,8 @@ def _messages(entries: list[tuple[str, str | None, dict[str, Any], str]], name: 
 
 def _history(data: Any, report: Report) -> ImportConversation | None:
     label = report.label
-    biz = _dict(_dict(_dict(data).get("data")).get("biz_data")) or _dict(data)
-    session, raw = _dict(biz.get("chat_session")), biz.get("chat_messages")
+    biz = as_dict(as_dict(as_dict(data).get("data")).get("biz_data")) or as_dict(data)
+    session, raw = as_dict(biz.get("chat_session")), biz.get("chat_messages")
     if not isinstance(raw, list):
         raise FormatError("data.biz_data.chat_messages: expected a list of messages", file=label)
     entries = []
@@ -154,7 +142,7 @@ def _history(data: Any, report: Report) -> ImportConversation | None:
             continue
         parent = message.get("parent_id")
         entries.append((str(message["message_id"]), None if parent is None else str(parent), message, where))
-    session_id = _str(session.get("id"))
+    session_id = as_str(session.get("id"))
     messages = _messages(entries, f"chat {session_id}" if session_id else "chat", report)
     if not messages:
         report.note("no messages to import; left out")
@@ -166,7 +154,7 @@ def _history(data: Any, report: Report) -> ImportConversation | None:
     details = {name: session[name] for name in ("id", "agent", "pinned", "title_type") if session.get(name) is not None}
     return ImportConversation(
         messages, key=f"deepseek:{session_id}" if session_id else None,
-        title=_str(session.get("title")) or None, created_at=created,
+        title=as_str(session.get("title")) or None, created_at=created,
         updated_at=moment(session.get("updated_at")) or created,
         metadata={"imported_from": "deepseek", "deepseek": details}, head_key=head)
 
@@ -177,14 +165,14 @@ def _exported(item: Any, where: str, report: Report) -> ImportConversation | Non
         raise FormatError(f"{where}.mapping: expected an object of message nodes", file=label)
     entries = []
     for key, node in item["mapping"].items():
-        node = _dict(node)
+        node = as_dict(node)
         if not isinstance(node.get("message"), dict):
             continue  # the empty root
         parent = node.get("parent")
-        parent_message = _dict(item["mapping"].get(parent)).get("message") if isinstance(parent, str) else None
+        parent_message = as_dict(item["mapping"].get(parent)).get("message") if isinstance(parent, str) else None
         entries.append((str(key), parent if isinstance(parent_message, dict) else None, node["message"],
                         f"{where}.mapping[{key!r}].message"))
-    conversation_id = _str(item.get("id"))
+    conversation_id = as_str(item.get("id"))
     messages = _messages(entries, f"{where} (conversation {conversation_id})", report)
     if not messages:
         report.note(f"{where}: no messages to import; left out")
@@ -192,7 +180,7 @@ def _exported(item: Any, where: str, report: Report) -> ImportConversation | Non
     created = moment(item.get("inserted_at"))
     return ImportConversation(
         messages, key=f"deepseek:{conversation_id}" if conversation_id else None,
-        title=_str(item.get("title")) or None, created_at=created,
+        title=as_str(item.get("title")) or None, created_at=created,
         updated_at=moment(item.get("updated_at")) or created,
         metadata={"imported_from": "deepseek", "deepseek": {"id": conversation_id} if conversation_id else {}},
         head_key=newest_leaf(messages))

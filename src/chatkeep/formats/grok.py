@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, checked_message, json_object_array, moment, open_plain
+from ._source import PathLike, Report, as_dict, as_str, checked_message, json_object_array, moment, open_plain
 from ._tree import newest_leaf, tree_order
 
 __all__ = ["read_grok"]
@@ -42,22 +42,11 @@ def read_grok(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConv
     label = str(path)
     report = Report(label, warnings)
     with open_plain(path) as stream:
-        for index, item in json_object_array(stream, label, "conversations", "conversations"):
-            try:
-                conversation = _conversation(item, f"conversations[{index}]", report)
-            except FormatError as error:
-                report.skip(error)
-                continue
-            if conversation is not None:
-                yield conversation
+        records = ((f"conversations[{index}]", item)
+                   for index, item in json_object_array(stream, label, "conversations", "conversations"))
+        yield from report.each(records, lambda item, where: _conversation(item, where, report))
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _status(response: dict[str, Any]) -> MessageStatus:
@@ -70,15 +59,15 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     label = report.label
     if not isinstance(item, dict) or not isinstance(item.get("responses"), list):
         raise FormatError(f"{where}.responses: expected a list of responses", file=label)
-    info = _dict(item.get("conversation"))
-    conversation_id = _str(info.get("conversation_id")) or _str(info.get("id"))
+    info = as_dict(item.get("conversation"))
+    conversation_id = as_str(info.get("conversation_id")) or as_str(info.get("id"))
     name = f"{where} (conversation {conversation_id})" if conversation_id else where
     entries: dict[str, tuple[str | None, dict[str, Any], str]] = {}
     links = []
     for index, wrapped in enumerate(item["responses"]):
         field = f"{where}.responses[{index}].response"
-        response = _dict(_dict(wrapped).get("response")) or _dict(wrapped)
-        key = _str(response.get("response_id")) or _str(response.get("_id"))
+        response = as_dict(as_dict(wrapped).get("response")) or as_dict(wrapped)
+        key = as_str(response.get("response_id")) or as_str(response.get("_id"))
         if not key:
             report.skip(FormatError(f"{field}: no response_id", file=label))
             continue
@@ -94,15 +83,15 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     messages: list[ImportMessage] = []
     for key in order.keys:
         parent, response, field = entries[key]
-        role = _ROLES.get(_str(response.get("sender")).lower())
+        role = _ROLES.get(as_str(response.get("sender")).lower())
         if role is None:
             raise FormatError(f"{field}.sender: unknown sender {response.get('sender')!r}", file=label)
-        requested = _dict(_dict(entries.get(parent or "", (None, {}, ""))[1].get("metadata")).get("requestModelDetails"))
-        model = _str(response.get("model")) or _str(requested.get("modelId"))
+        requested = as_dict(as_dict(entries.get(parent or "", (None, {}, ""))[1].get("metadata")).get("requestModelDetails"))
+        model = as_str(response.get("model")) or as_str(requested.get("modelId"))
         kept = {target: response[source] for source, target in _KEPT.items()
                 if response.get(source) not in (None, "", [], {}, False)}
         messages.append(ImportMessage(
-            checked_message({"role": role, "content": _str(response.get("message"))}, field, label),
+            checked_message({"role": role, "content": as_str(response.get("message"))}, field, label),
             key=key, parent_key=None if key in order.orphans else parent,
             created_at=moment(response.get("create_time")),
             model=model if role == "assistant" and model else None, status=_status(response),
@@ -117,6 +106,6 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
                if info.get(key) not in (None, "")}
     return ImportConversation(
         messages, key=f"grok:{conversation_id}" if conversation_id else None,
-        title=_str(info.get("title")) or None, created_at=created,
+        title=as_str(info.get("title")) or None, created_at=created,
         updated_at=moment(info.get("modify_time")) or created,
         metadata={"imported_from": "grok", "grok": details}, head_key=head)

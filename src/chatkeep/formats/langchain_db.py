@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import FormatError
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, checked_message, content_hash
+from ._source import PathLike, Report, as_str, checked_message, content_hash
 from ._sqlite import Tables, open_readonly
 
 __all__ = ["read_langchain_db"]
@@ -79,16 +79,13 @@ def _table(connection: sqlite3.Connection, table: str, report: Report) -> Iterat
                 metadata={"imported_from": "langchain", "langchain": {"table": table, "session_id": session}})
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
 
 def _content(value: Any) -> Any:
     """Content as the API takes it: a string, or the list of parts when they are text and image parts."""
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") in ("text", "image_url") for p in value):
         return value
     if isinstance(value, list):
-        return "".join(p if isinstance(p, str) else _str(p.get("text")) for p in value if isinstance(p, (str, dict)))
+        return "".join(p if isinstance(p, str) else as_str(p.get("text")) for p in value if isinstance(p, (str, dict)))
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
@@ -98,10 +95,10 @@ def _message(raw: Any, where: str, label: str) -> ImportMessage:
     except (TypeError, json.JSONDecodeError, RecursionError) as exc:
         raise FormatError(f"{where}: message is not JSON", file=label) from exc
     data = stored.get("data") if isinstance(stored, dict) else None
-    kind = _str(stored.get("type")) if isinstance(stored, dict) else ""
+    kind = as_str(stored.get("type")) if isinstance(stored, dict) else ""
     if not isinstance(data, dict):
         raise FormatError(f"{where}: expected {{\"type\", \"data\"}}, as message_to_dict writes", file=label)
-    role = _str(data.get("role")) if kind == "chat" else _ROLES.get(kind.lower(), "")
+    role = as_str(data.get("role")) if kind == "chat" else _ROLES.get(kind.lower(), "")
     if not role:
         raise FormatError(f"{where}.type: unknown message type {kind!r}", file=label)
     body: dict[str, Any] = {"role": role, "content": _content(data.get("content"))}
@@ -110,22 +107,22 @@ def _message(raw: Any, where: str, label: str) -> ImportMessage:
     extra = data.get("additional_kwargs") if isinstance(data.get("additional_kwargs"), dict) else {}
     if extra:
         kept["additional_kwargs"] = extra
-    if role in ("function",) or (role == "user" and _str(data.get("name"))):
-        body["name"] = _str(data.get("name")) or "function"
+    if role in ("function",) or (role == "user" and as_str(data.get("name"))):
+        body["name"] = as_str(data.get("name")) or "function"
     if role == "tool":
-        body["tool_call_id"] = _str(data.get("tool_call_id"))
+        body["tool_call_id"] = as_str(data.get("tool_call_id"))
     model = finish = usage = None
     if role == "assistant":
         calls = [c for c in data.get("tool_calls") or [] if isinstance(c, dict)]
         if calls:
-            body["tool_calls"] = [{"id": _str(c.get("id")) or f"call_{n}", "type": "function", "function": {
-                "name": _str(c.get("name")), "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
+            body["tool_calls"] = [{"id": as_str(c.get("id")) or f"call_{n}", "type": "function", "function": {
+                "name": as_str(c.get("name")), "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
                 for n, c in enumerate(calls)]
             if body["content"] == "":
                 body["content"] = None
         metadata = data["response_metadata"] if isinstance(data.get("response_metadata"), dict) else {}
-        model = _str(metadata.get("model_name")) or _str(metadata.get("model")) or None
-        finish = _str(metadata.get("finish_reason")) or None
+        model = as_str(metadata.get("model_name")) or as_str(metadata.get("model")) or None
+        finish = as_str(metadata.get("finish_reason")) or None
         if metadata:
             kept["response_metadata"] = metadata
         usage = _usage(data.get("usage_metadata"))

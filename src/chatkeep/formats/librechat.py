@@ -33,7 +33,7 @@ from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
 from ._replies import Reply
-from ._source import PathLike, Report, checked_message, content_hash, iso_time, load_json
+from ._source import PathLike, Report, as_str, checked_message, content_hash, iso_time, load_json
 from ._tree import last_leaf, tree_order
 
 __all__ = ["NO_PARENT", "read_librechat"]
@@ -56,9 +56,6 @@ def read_librechat(path: PathLike, warnings: list[str] | None) -> Iterator[Impor
         yield conversation
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
 
 def _flatten(messages: list[Any], label: str, field: str) -> list[tuple[str, dict[str, Any], str | None]]:
     """``(where, message, parent id)`` for a recursive export: the parent is the message a child sits under."""
@@ -71,7 +68,7 @@ def _flatten(messages: list[Any], label: str, field: str) -> list[tuple[str, dic
         out.append((where, message, parent))
         children = message.get("children")
         if isinstance(children, list):
-            parent_key = _str(message.get("messageId")) or where
+            parent_key = as_str(message.get("messageId")) or where
             stack.extend((f"{where}.children[{i}]", child, parent_key) for i, child in reversed(list(enumerate(children))))
     return out
 
@@ -88,16 +85,16 @@ def _listed(messages: list[Any], label: str, field: str) -> list[tuple[str, dict
 
 def _text_part(part: dict[str, Any]) -> str:
     text = part.get("text")
-    return _str(text.get("value")) if isinstance(text, dict) else _str(text)
+    return as_str(text.get("value")) if isinstance(text, dict) else as_str(text)
 
 
 def _pieces(message: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     kept: dict[str, Any] = {name: message[name] for name in _KEPT if message.get(name) not in (None, [], "")}
     if message.get("isCreatedByUser") is True:
-        return [{"role": "user", "content": _str(message.get("text"))}], kept
+        return [{"role": "user", "content": as_str(message.get("text"))}], kept
     parts = message.get("content")
     if not isinstance(parts, list) or not parts:
-        return [{"role": "assistant", "content": _str(message.get("text"))}], kept
+        return [{"role": "assistant", "content": as_str(message.get("text"))}], kept
     reply, other = Reply(f"call_{key}"), []
     for part in parts:
         part = part if isinstance(part, dict) else {}
@@ -105,12 +102,12 @@ def _pieces(message: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], di
         if kind == "text":
             reply.text(_text_part(part))
         elif kind == "think":
-            reply.think(_str(part.get("think")))
+            reply.think(as_str(part.get("think")))
         elif kind == "tool_call" and isinstance(part.get("tool_call"), dict):
             call = part["tool_call"]
-            call_id = reply.call(_str(call.get("id")), _str(call.get("name")), call.get("args", {}))
+            call_id = reply.call(as_str(call.get("id")), as_str(call.get("name")), call.get("args", {}))
             if "output" in call:
-                reply.result(call_id, _str(call.get("output")))
+                reply.result(call_id, as_str(call.get("output")))
         else:
             other.append(part)
     pieces = reply.finish()
@@ -140,7 +137,7 @@ def _conversation(data: dict[str, Any], report: Report) -> ImportConversation | 
     by_key: dict[str, tuple[str, dict[str, Any], str | None]] = {}
     links = []
     for where, message, parent in entries:
-        key = _str(message.get("messageId")) or where
+        key = as_str(message.get("messageId")) or where
         by_key.setdefault(key, (where, message, parent))
         links.append((key, parent))
     order = tree_order(links)
@@ -151,7 +148,7 @@ def _conversation(data: dict[str, Any], report: Report) -> ImportConversation | 
     options = data["options"] if isinstance(data.get("options"), dict) else {}
     messages: list[ImportMessage] = []
     system_key = None
-    prompt = _str(options.get("promptPrefix"))
+    prompt = as_str(options.get("promptPrefix"))
     if prompt:
         system_key = f"system:{content_hash(prompt)}"
         messages.append(ImportMessage({"role": "system", "content": prompt}, key=system_key,
@@ -171,7 +168,7 @@ def _conversation(data: dict[str, Any], report: Report) -> ImportConversation | 
             messages.append(ImportMessage(
                 checked_message(body, where, label), key=piece_key, parent_key=anchor,
                 created_at=created,
-                model=_str(message.get("model")) or None if assistant else None,
+                model=as_str(message.get("model")) or None if assistant else None,
                 status=_status(message) if last else "complete",
                 finish_reason=finish if last and assistant and isinstance(finish, str) else None,
                 metadata={"librechat": kept} if last and kept else {}))
@@ -179,7 +176,7 @@ def _conversation(data: dict[str, Any], report: Report) -> ImportConversation | 
     if not any(m.key != system_key for m in messages):
         report.note("no messages to import; left out")
         return None
-    conversation_id = _str(data.get("conversationId"))
+    conversation_id = as_str(data.get("conversationId"))
     times = [m.created_at for m in messages if m.created_at is not None]
     if system_key is not None and times:
         messages[0].created_at = min(times)  # the prompt was there from the start
@@ -188,7 +185,7 @@ def _conversation(data: dict[str, Any], report: Report) -> ImportConversation | 
     return ImportConversation(
         messages,
         key=f"librechat:{conversation_id}" if conversation_id else None,
-        title=_str(data.get("title")) or None,
+        title=as_str(data.get("title")) or None,
         created_at=min(times) if times else None,
         updated_at=max(times) if times else None,
         metadata={"imported_from": "librechat",

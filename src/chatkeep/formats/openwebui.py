@@ -37,6 +37,8 @@ from ._replies import Reply
 from ._source import (
     PathLike,
     Report,
+    as_dict,
+    as_str,
     checked_message,
     json_array,
     load_json,
@@ -59,14 +61,7 @@ def read_openwebui(path: PathLike, warnings: list[str] | None) -> Iterator[Impor
     """Yield the chats of an Open WebUI export, or the one chat of a file holding one."""
     label = str(path)
     report = Report(label, warnings)
-    for where, item in _items(path, label):
-        try:
-            conversation = _conversation(item, where, report)
-        except FormatError as error:
-            report.skip(error)
-            continue
-        if conversation is not None:
-            yield conversation
+    yield from report.each(_items(path, label), lambda item, where: _conversation(item, where, report))
 
 
 def _items(path: PathLike, label: str) -> Iterator[tuple[str, Any]]:
@@ -85,12 +80,6 @@ def _starts_array(stream: IO[bytes]) -> bool:
     return start == b"["
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _unquote(text: str) -> str:
@@ -134,30 +123,30 @@ def _output_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     parts = content if isinstance(content, list) else []
-    return "".join(_str(_dict(part).get("text")) for part in parts)
+    return "".join(as_str(as_dict(part).get("text")) for part in parts)
 
 
 def _from_output(reply: Reply, output: list[Any]) -> None:
     """Feed a reply's Responses-style ``output`` items."""
     for item in output:
-        item = _dict(item)
+        item = as_dict(item)
         kind = item.get("type")
         if kind == "reasoning":
             text = _output_text(item.get("content")) or _output_text(item.get("summary"))
             if text:
                 reply.think(text)
         elif kind == "function_call":
-            reply.call(_str(item.get("call_id")) or _str(item.get("id")), _str(item.get("name")), item.get("arguments"))
+            reply.call(as_str(item.get("call_id")) or as_str(item.get("id")), as_str(item.get("name")), item.get("arguments"))
         elif kind == "function_call_output":
-            reply.result(_str(item.get("call_id")), _output_text(item.get("output")), unasked=True)
+            reply.result(as_str(item.get("call_id")), _output_text(item.get("output")), unasked=True)
         elif kind == "message":
             reply.text(_output_text(item.get("content")))
 
 
 def _user_content(message: dict[str, Any]) -> Any:
-    text = _str(message.get("content"))
-    images = [_str(_dict(f).get("url")) for f in message.get("files") or []
-              if _dict(f).get("type") == "image" and _str(_dict(f).get("url")).startswith(("data:", "http"))]
+    text = as_str(message.get("content"))
+    images = [as_str(as_dict(f).get("url")) for f in message.get("files") or []
+              if as_dict(f).get("type") == "image" and as_str(as_dict(f).get("url")).startswith(("data:", "http"))]
     if not images:
         return text
     return [{"type": "text", "text": text}, *({"type": "image_url", "image_url": {"url": url}} for url in images)]
@@ -165,7 +154,7 @@ def _user_content(message: dict[str, Any]) -> Any:
 
 def _pieces(message: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """A message as chat messages, and what its metadata keeps."""
-    role = _str(message.get("role"))
+    role = as_str(message.get("role"))
     kept: dict[str, Any] = {"id": key}
     kept.update((name, message[name]) for name in _KEPT if message.get(name) not in (None, [], {}, ""))
     usage = message.get("usage")
@@ -173,15 +162,15 @@ def _pieces(message: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], di
         kept["usage"] = usage
     if role != "assistant":
         if role == "user" and "files" in kept and isinstance(_user_content(message), list):
-            kept["files"] = [f for f in kept["files"] if _dict(f).get("type") != "image"] or None
-        return [{"role": role, "content": _user_content(message) if role == "user" else _str(message.get("content"))}], {
+            kept["files"] = [f for f in kept["files"] if as_dict(f).get("type") != "image"] or None
+        return [{"role": role, "content": _user_content(message) if role == "user" else as_str(message.get("content"))}], {
             name: value for name, value in kept.items() if value is not None}
     reply = Reply(f"call_{key}")
     output = message.get("output")
     if isinstance(output, list) and output:
         _from_output(reply, output)
     else:
-        _from_content(reply, _str(message.get("content")))
+        _from_content(reply, as_str(message.get("content")))
     pieces = reply.finish()
     if reply.thinking:
         kept["reasoning"] = "\n\n".join(reply.thinking)
@@ -205,7 +194,7 @@ def _status(message: dict[str, Any]) -> MessageStatus:
 
 def _tree(chat: dict[str, Any], where: str, label: str) -> tuple[list[tuple[str, str | None, dict[str, Any]]], Any]:
     """The chat's messages as ``(id, parent id, message)`` in sibling order, and its current id."""
-    history = _dict(chat.get("history"))
+    history = as_dict(chat.get("history"))
     nodes = history.get("messages")
     if isinstance(nodes, dict):
         items = [(str(key), node) for key, node in nodes.items() if isinstance(node, dict)]
@@ -214,7 +203,7 @@ def _tree(chat: dict[str, Any], where: str, label: str) -> tuple[list[tuple[str,
             for i, child in enumerate(node.get("childrenIds") or []):
                 rank.setdefault(str(child), i)
         items.sort(key=lambda pair: rank.get(pair[0], 0))
-        entries = [(_str(node.get("id")) or key, node.get("parentId"), node) for key, node in items]
+        entries = [(as_str(node.get("id")) or key, node.get("parentId"), node) for key, node in items]
         return [(key, parent if isinstance(parent, str) else None, node) for key, parent, node in entries], \
             history.get("currentId")
     listed = chat.get("messages")
@@ -225,7 +214,7 @@ def _tree(chat: dict[str, Any], where: str, label: str) -> tuple[list[tuple[str,
     for index, node in enumerate(listed):
         if not isinstance(node, dict):
             raise FormatError(f"{where}.messages[{index}]: expected a message object", file=label)
-        key = _str(node.get("id")) or f"#{index}"
+        key = as_str(node.get("id")) or f"#{index}"
         parent = node.get("parentId", previous)
         entries.append((key, parent if isinstance(parent, str) else None, node))
         previous = key
@@ -236,10 +225,10 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
     label = report.label
     if not isinstance(item, dict):
         raise FormatError(f"{where}: expected a chat object, got {type(item).__name__}", file=label)
-    record, chat = (item, _dict(item["chat"])) if isinstance(item.get("chat"), dict) else ({}, item)
+    record, chat = (item, as_dict(item["chat"])) if isinstance(item.get("chat"), dict) else ({}, item)
     where = f"{where}.chat" if record else where
     entries, current = _tree(chat, where, label)
-    chat_id = _str(record.get("id")) or _str(chat.get("id"))
+    chat_id = as_str(record.get("id")) or as_str(chat.get("id"))
     name = f"{where} (chat {chat_id})" if chat_id else where
     order = tree_order([(key, parent) for key, parent, _ in entries])
     for key in order.lost:
@@ -259,7 +248,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
             last = n == len(pieces) - 1
             piece_key = key if last else f"{key}:{n}"
             checked = checked_message(body, f"{where}.history.messages[{key!r}]", label)
-            model = _str(node.get("model")) if assistant else ""
+            model = as_str(node.get("model")) if assistant else ""
             messages.append(ImportMessage(
                 checked, key=piece_key, parent_key=anchor, created_at=moment(node.get("timestamp")),
                 model=model or None, status=_status(node) if last else "complete",
@@ -271,7 +260,7 @@ def _conversation(item: Any, where: str, report: Report) -> ImportConversation |
         return None
     head = current if isinstance(current, str) and current in nodes and current in order.keys else newest_leaf(messages)
     created = moment(record.get("created_at")) or moment(chat.get("timestamp"))
-    title = _str(record.get("title")) or _str(chat.get("title"))
+    title = as_str(record.get("title")) or as_str(chat.get("title"))
     details = {"id": chat_id or None, "models": chat.get("models"), "tags": chat.get("tags") or None,
                "params": chat.get("params") or None, "pinned": record.get("pinned"),
                "archived": record.get("archived"), "folder_id": record.get("folder_id"),
