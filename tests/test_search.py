@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatkeep import open_store
 from chatkeep.store.bulk import ImportConversation, ImportMessage
@@ -226,3 +228,68 @@ def test_search_options_still_work_beside_dashed_words(db: Path) -> None:
     assert [hit["message"]["content"] for hit in json.loads(result.out)] == ["Nothing: the coffee is cold."]
     assert run(env, "search", "coffee", "--model", "gpt", "--since", "2024-01-01").out == ""
     assert run(env, "search", "coffee", "-n", "many").code == 2  # an option's value is still checked
+
+
+# -- the words SQLite's index is given ------------------------------------------------
+
+_ASCII_SAMPLES = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
+
+
+def _fts5_words(value: str) -> list[str]:
+    """The words FTS5 finds in ``value`` with the search index's own tokenizer, in order."""
+    db = sqlite3.connect(":memory:")
+    db.execute("""CREATE VIRTUAL TABLE t USING fts5(words, tokenize = "ascii tokenchars '$+<=>^`|~'")""")
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, instance)")
+    db.execute("INSERT INTO t (rowid, words) VALUES (1, ?)", (value,))
+    return [term for (term,) in db.execute("SELECT term FROM v ORDER BY offset")]
+
+
+@given(st.one_of(_ASCII_SAMPLES, st.text(max_size=40)))
+def test_the_index_is_given_text_it_splits_into_search_words(text: str) -> None:
+    """ASCII text skips the Python word splitter only where FTS5 splits it the same way."""
+    from chatkeep.store.search import search_words
+    from chatkeep.store.sqlite_schema import _indexed_words
+
+    assert _fts5_words(_indexed_words(text)) == search_words(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Plain words, with punctuation: (and) brackets!",
+    "a+b=c and x<y; $HOME | `cmd` ^ ~",
+    "run " + "x" * 501 + " end",
+    "nul\x00inside",
+])
+def test_the_index_is_given_the_same_words_for_symbols_long_runs_and_nul(text: str) -> None:
+    from chatkeep.store.search import search_words
+    from chatkeep.store.sqlite_schema import _indexed_words
+
+    assert _fts5_words(_indexed_words(text)) == search_words(text)
+
+
+def test_an_sqlite_database_with_indexed_summaries_leaves_them_out_of_the_index(tmp_path: Path) -> None:
+    from chatkeep.store.sqlite_schema import MIGRATIONS, add_functions, m013_summaries_out_of_the_search_index
+
+    file = tmp_path / "old.db"
+    db = sqlite3.connect(file, isolation_level=None)
+    add_functions(db)
+    db.execute("BEGIN")
+    before = MIGRATIONS.index(m013_summaries_out_of_the_search_index)
+    for migration in MIGRATIONS[:before]:
+        migration(db)
+    db.execute(f"PRAGMA user_version = {before}")
+    when = "2025-01-01T00:00:00.000000Z"
+    db.execute("INSERT INTO conversations (id, created_at, updated_at) VALUES ('c', ?, ?)", (when, when))
+    for message_id, kind, text in [("m1", "chat", "kept lighthouse"), ("s1", "summary", "summary lighthouse")]:
+        db.execute("INSERT INTO messages (id, conversation_id, kind, role, body, text, created_at)"
+                   f" VALUES (?, 'c', ?, 'user', ?, ?, '{when}')",
+                   (message_id, kind, json.dumps({"role": "user", "content": text}), text))
+    db.execute("COMMIT")
+    assert db.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'lighthouse'").fetchone() == (2,)
+    db.close()
+    with open_store(file) as store:
+        assert [hit.message.id for hit in store.search("lighthouse")] == ["m1"]
+        store.append("c", {"role": "system", "content": "another lighthouse"}, kind="summary")
+        assert store.check_integrity() == []
+    with sqlite3.connect(file) as db:
+        assert db.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'lighthouse'").fetchone() == (1,)
+        db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")

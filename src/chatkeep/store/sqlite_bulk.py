@@ -171,7 +171,7 @@ def search_in(
     parsed = read_query(query)
     if parsed is None:
         return []
-    where = ["messages_fts MATCH ?", "m.kind <> 'summary'"]
+    where = ["messages_fts MATCH ?"]  # summaries are not in the index (m013)
     params: list[Any] = [fts5_query(parsed)]
     for clause, value in (
         # instr() = 1: a literal prefix (LIKE would read % and _ in a model name as wildcards).
@@ -190,18 +190,21 @@ def search_in(
         where.append("messages_fts.rowid BETWEEN (SELECT min(seq) FROM messages WHERE conversation_id = ?)"
                      " AND (SELECT max(seq) FROM messages WHERE conversation_id = ?)")
         params += [conversation_id, conversation_id]
-    owners = " JOIN conversations c ON c.id = m.conversation_id" if owner is not None else ""
-    # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked...
-    ranked = (f"SELECT m.seq, bm25(messages_fts) AS score FROM messages_fts JOIN messages m"
-              f" ON m.seq = messages_fts.rowid{owners} WHERE {' AND '.join(where)}"
-              " ORDER BY messages_fts.rowid DESC LIMIT ?")
-    # ...then only the page's rows are read whole. The snippet's text is cut as bytes (enough
-    # for its characters): SQLite's text functions stop at a NUL, which a message may hold.
+    # A match's row is read only when a filter asks for one of its columns.
+    joins = (" JOIN messages m ON m.seq = messages_fts.rowid" if len(where) > 1 else "") + (
+        " JOIN conversations c ON c.id = m.conversation_id" if owner is not None else "")
+    # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked; the
+    # page is chosen among them before any row is read whole (MATERIALIZED keeps it that way).
+    # The snippet's text is cut as bytes (enough for its characters): SQLite's text functions stop
+    # at a NUL, which a message may hold.
     rows = db.execute(
-        f"SELECT {columns}, c.title, substr(CAST(m.text AS BLOB), 1, ?), hits.score FROM ({ranked}) hits"
-        " JOIN messages m ON m.seq = hits.seq JOIN conversations c ON c.id = m.conversation_id"
-        " ORDER BY hits.score, hits.seq DESC LIMIT ? OFFSET ?",
-        (4 * (SNIPPET_SCAN_CHARS + 1), *params, MAX_RANKED, limit, offset),
+        f"WITH ranked AS (SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts{joins}"
+        f" WHERE {' AND '.join(where)} ORDER BY messages_fts.rowid DESC LIMIT ?),"
+        " page AS MATERIALIZED (SELECT seq, score FROM ranked ORDER BY score, seq DESC LIMIT ? OFFSET ?)"
+        f" SELECT {columns}, c.title, substr(CAST(m.text AS BLOB), 1, ?), page.score FROM page"
+        " JOIN messages m ON m.seq = page.seq JOIN conversations c ON c.id = m.conversation_id"
+        " ORDER BY page.score, page.seq DESC",
+        (*params, MAX_RANKED, limit, offset, 4 * (SNIPPET_SCAN_CHARS + 1)),
     ).fetchall()
     return [SearchHit(to_message(row[:-3]), row[-3], snippet(row[-2].decode("utf-8", "ignore"), parsed),
                       float(row[-1])) for row in rows]
