@@ -293,3 +293,57 @@ def test_an_sqlite_database_with_indexed_summaries_leaves_them_out_of_the_index(
     with sqlite3.connect(file) as db:
         assert db.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'lighthouse'").fetchone() == (1,)
         db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+
+
+# -- newest first ----------------------------------------------------------------------
+
+def test_newest_first_gives_every_match_latest_saved_first_page_by_page(store: Any) -> None:
+    texts(store, "harbor harbor harbor harbor", "one harbor", "no match here", "two harbor", "three harbor")
+    best = [hit.message.message["content"] for hit in store.search("harbor")]
+    assert best[0] == "harbor harbor harbor harbor"  # relevance: the densest first
+    newest = [hit.message.message["content"] for hit in store.search("harbor", order="newest")]
+    assert newest == ["three harbor", "two harbor", "one harbor", "harbor harbor harbor harbor"]
+    pages = [[hit.message.message["content"] for hit in store.search("harbor", order="newest", limit=2, offset=n)]
+             for n in (0, 2, 4)]
+    assert pages == [newest[:2], newest[2:], []]
+
+
+def test_newest_first_keeps_the_filters(store: Any) -> None:
+    conv = store.new_conversation()
+    conv.append({"role": "user", "content": "user harbor"})
+    conv.append({"role": "assistant", "content": "assistant harbor"})
+    conv.append({"role": "user", "content": "later user harbor"})
+    other = store.new_conversation()
+    other.append({"role": "user", "content": "elsewhere harbor"})
+    hits = store.search("harbor", order="newest", role="user", conversation_id=conv.id)
+    assert [hit.message.message["content"] for hit in hits] == ["later user harbor", "user harbor"]
+    assert all(hit.snippet().count("[harbor]") == 1 for hit in hits)
+
+
+def test_an_unknown_order_is_refused(store: Any) -> None:
+    from chatkeep.errors import ChatkeepError
+
+    with pytest.raises(ChatkeepError, match="order: expected 'relevance' or 'newest', got 'oldest'"):
+        store.search("harbor", order="oldest")
+
+
+def test_chatkeep_search_newest_lists_the_latest_first(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "cli.db")
+    texts(store, "harbor harbor harbor", "later harbor")
+    store.close()
+    env = environment(tmp_path / "cli.db")
+    best, newest = run(env, "search", "harbor", "--json"), run(env, "search", "harbor", "--newest", "--json")
+    assert [hit["message"]["content"] for hit in json.loads(best.out)] == ["harbor harbor harbor", "later harbor"]
+    assert [hit["message"]["content"] for hit in json.loads(newest.out)] == ["later harbor", "harbor harbor harbor"]
+
+
+def test_the_tutorials_json_file_takes_either_order(tmp_path: Path) -> None:
+    from chatkeep.errors import ChatkeepError
+
+    store = open_store(tmp_path / "conversation_history.json")
+    texts(store, "first harbor", "second harbor")
+    for order in ("relevance", "newest"):
+        assert [hit.message.message["content"] for hit in store.search("harbor", order=order)] == [
+            "second harbor", "first harbor"]
+    with pytest.raises(ChatkeepError, match="order: expected"):
+        store.search("harbor", order="oldest")

@@ -21,6 +21,7 @@ PG_APPEND = "PostgreSQL: append one message"
 PG_LAST20 = "PostgreSQL: read the last 20 messages"
 PG_READ_ALL = "PostgreSQL: read all messages"
 LIKE = "LIKE '%word%' scan of the same table (sqlite3)"
+BM25 = "floor: FTS5 bm25 over the newest 10,000 matches, raw sqlite3"
 COLD_START = "cold start: list the latest"
 COLD_FLOOR = 'floor: python -c "import sqlite3"'
 FIRST_TURN = "a new process's first turn's context"
@@ -36,6 +37,7 @@ class Goal:
     against: str  # the system whose row chatkeep is divided by
     at_most: float
     strict: bool = False  # "ahead of": the ratio must be below ``at_most``, not equal to it
+    ending: str = ""  # the workload's name also ends so (the best 20 or the newest 20 of a search)
     #: What stands in the way when the goal is not met: the floor, and the row of the run that shows it.
     floor: str = ""
 
@@ -58,10 +60,14 @@ GOALS = [
          floor="SQLite hands Python one row at a time: fetching the branch's rows (id, parent, body) through"
                " the sqlite3 module costs about as much as json.load parsing the whole file, before one body is"
                " decoded (msgspec then decodes them faster than json.load reads the file)."),
-    Goal("search: at least 50x faster than a LIKE scan", "search for '", LIKE, 1 / 50,
+    Goal("search, the newest 20 (the LIKE scan's answer): at least 50x faster than a LIKE scan", "search for '",
+         LIKE, 1 / 50, ending="(newest 20)"),
+    Goal("search, the best 20: at least 50x faster than a LIKE scan", "search for '", LIKE, 1 / 50,
+         ending="(best 20)",
          floor="a word in one message of 100 matches 10,000 of the million, and ranking by relevance scores"
-               " every candidate (FTS5's bm25, capped at the newest 10,000), where the LIKE scan ranks nothing"
-               " and stops at 20; a rare word, where ranking is cheap, shows the index's own speed."),
+               " every candidate, where the LIKE scan ranks nothing: FTS5's bm25 over the newest 10,000 matches"
+               " alone, in raw sqlite3 with no chatkeep code, is the row `" + BM25 + "` of the same workload;"
+               " the same 20 the scan returns come at least 50x faster (goal above)"),
     Goal("cold start: at most 3x starting Python and importing sqlite3", COLD_START, COLD_FLOOR, 3),
     Goal("new process's first turn: at most 1.5x the 1,000-message figure", FIRST_TURN, FIRST_TURN_AT_1000, 1.5),
     *(Goal(f"PostgreSQL {what}: ahead of {peer}", workload, peer, 1, strict=True,
@@ -98,7 +104,8 @@ def checks(rows: list[Row]) -> tuple[list[Check], list[Goal]]:
     found: list[Check] = []
     unmeasured: list[Goal] = []
     for goal in GOALS:
-        mine = [row for row in rows if row.workload.startswith(goal.workload) and row.reference and row.ms]
+        mine = [row for row in rows if row.workload.startswith(goal.workload) and row.workload.endswith(goal.ending)
+                and row.reference and row.ms]
         count = len(found)
         for row in mine:
             other = next((o for o in rows if o.workload == row.workload and o.size == row.size

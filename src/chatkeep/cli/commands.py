@@ -190,12 +190,13 @@ class _QueryCommand(click.Command):
 @click.option("--until", type=click.DateTime(), help="Only messages before this date.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only in conversations with this tag (repeat: all of them).")
 @click.option("-n", "--count", default=20, show_default=True, help="How many results.")
+@click.option("--newest", is_flag=True, help="The latest saved first, instead of the best first.")
 @db_option
 @json_option
 @handle_errors
 def search(query: tuple[str, ...], conversation_id: str | None, role: str | None, model: str | None,
-           since: datetime | None, until: datetime | None, tags: tuple[str, ...], count: int, db: str | None,
-           as_json: bool) -> None:
+           since: datetime | None, until: datetime | None, tags: tuple[str, ...], count: int, newest: bool,
+           db: str | None, as_json: bool) -> None:
     """Search every message; any text works: words, "phrases", prefix*, -excluded.
 
     QUERY is every argument that is not one of the options below, joined by
@@ -205,7 +206,8 @@ def search(query: tuple[str, ...], conversation_id: str | None, role: str | None
     """
     store = open_db(db)
     filters: dict[str, Any] = {k: v for k, v in {"model": model, "since": _utc(since), "until": _utc(until)}.items() if v}
-    hits = store.search(" ".join(query), conversation_id=conversation_id, role=role, tags=tags, limit=count, **filters)
+    hits = store.search(" ".join(query), conversation_id=conversation_id, role=role, tags=tags, limit=count,
+                        order="newest" if newest else "relevance", **filters)
     out = Output()
     if as_json:
         out.json([{"conversation_id": h.message.conversation_id, "conversation_title": h.conversation_title,

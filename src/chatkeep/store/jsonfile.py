@@ -64,7 +64,7 @@ from .heads import expected_head, head_moves, resolve_parent
 from .organize import FIRST_PROMPT_CHARS
 from .pinned import PINNED_ROLES
 from .protocol import Feature
-from .search import SearchHit, parse_query
+from .search import SearchHit, SearchOrder, newest_first, parse_query
 
 __all__ = ["JSONFileStore"]
 
@@ -537,11 +537,14 @@ class JSONFileStore(ConversationAccess):
         tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "relevance",
     ) -> list[SearchHit]:
         """Messages containing every word of ``query`` (a linear scan: the file is one conversation).
 
-        The file keeps no models, times or owners, so those filters match nothing.
+        The file keeps no models, times or owners, so those filters match nothing. Nothing is
+        ranked: either ``order`` gives the latest first.
         """
+        newest_first(order)  # checked as the databases check it
         if model is not None or since is not None or until is not None or owner is not None or tags:
             return []
         terms = parse_query(query)

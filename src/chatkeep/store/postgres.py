@@ -68,7 +68,7 @@ from .rows import (
     message_from_row,
     parse_json,
 )
-from .search import SearchHit
+from .search import SearchHit, SearchOrder, newest_first
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -724,8 +724,10 @@ class PostgresStore(ConversationAccess, Organizing):
         tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "relevance",
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first; any text is a valid query.
+        """Messages matching ``query``, best first (``order="newest"``: the latest saved first); any text
+        is a valid query.
 
         Words match as on SQLite (:mod:`chatkeep.store.search`: ``cafe`` finds
         ``Café``, ``☕`` and ``東京`` are found); when more than ``MAX_RANKED``
@@ -734,10 +736,11 @@ class PostgresStore(ConversationAccess, Organizing):
         100,000 different words), and phrases are matched among its first
         16,383 words.
         """
+        newest = newest_first(order)
         return self._read(lambda conn: search_in(
             conn, query, columns=PREFIXED_MESSAGE_COLUMNS, to_message=lambda row: message_from_row(row, _utc, self._blobs),
             conversation_id=conversation_id, role=role, model=model, since=since, until=until,
-            owner=owner, tags=tags, limit=limit, offset=offset,
+            owner=owner, tags=tags, limit=limit, offset=offset, newest=newest,
         ))
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:

@@ -86,8 +86,11 @@ def search_in(
     tags: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
+    newest: bool = False,
 ) -> list[SearchHit]:
     """Ranked full-text matches with snippets, the latest MAX_RANKED at most; never a syntax error.
+
+    ``newest``: every match, the latest saved first (no ranking beyond the page's).
 
     ``rank`` is the negated ``ts_rank``, so that lower is better, as with SQLite's bm25.
     Snippets are cut from the start of each hit's text by :func:`.search.snippet`,
@@ -120,19 +123,20 @@ def search_in(
     # matches; for a rarer one it asks the GIN index (a prepared, generic plan could not tell).
     # The latest MAX_RANKED matches are ranked, then only the page's rows are read whole.
     owners = "JOIN conversations c ON c.id = m.conversation_id" if owner is not None else ""
+    order = "seq DESC" if newest else "score DESC, seq DESC"
     template = f"""
         WITH candidates AS MATERIALIZED (
             SELECT m.id, m.seq, ts_rank(m.search, {{query}}) AS score FROM messages m {owners}
             WHERE {' AND '.join(where)}
-            ORDER BY m.seq DESC LIMIT %(ranked)s
+            ORDER BY m.seq DESC LIMIT %(ranked)s {"OFFSET %(offset)s" if newest else ""}
         ), hits AS (
-            SELECT id, seq, score FROM candidates ORDER BY score DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s
+            SELECT id, seq, score FROM candidates ORDER BY {order} {"" if newest else "LIMIT %(limit)s OFFSET %(offset)s"}
         )
         SELECT {columns}, c.title, left(m.text, %(scan)s), hits.score
         FROM hits JOIN messages m ON m.id = hits.id JOIN conversations c ON c.id = m.conversation_id
-        ORDER BY hits.score DESC, hits.seq DESC
+        ORDER BY {order.replace("score", "hits.score").replace("seq", "hits.seq")}
     """
     statement = sql.SQL(template).format(query=sql.SQL("{}::tsquery").format(sql.Literal(tsquery_text(parsed))))
-    params.update(ranked=MAX_RANKED, limit=limit, offset=offset, scan=SNIPPET_SCAN_CHARS + 1)
+    params.update(ranked=limit if newest else MAX_RANKED, limit=limit, offset=offset, scan=SNIPPET_SCAN_CHARS + 1)
     rows = conn.execute(statement, params).fetchall()
     return [SearchHit(to_message(row[:-3]), row[-3], snippet(row[-2], parsed), -float(row[-1])) for row in rows]

@@ -21,7 +21,7 @@ from .base import (
 if TYPE_CHECKING:
     from .bulk import ImportConversation, ImportSummary
     from .calibrations import Calibration
-    from .search import SearchHit
+    from .search import SearchHit, SearchOrder
 
 __all__ = ["Feature", "Lease", "OpenLease", "Store"]
 
@@ -252,9 +252,10 @@ class Store(Protocol):
         tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "relevance",
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first, filtered by conversation, role, model prefix, dates, owner,
-        and tags (the conversation carries every one)."""
+        """Messages matching ``query``, best first (``order="newest"``: the latest saved first), filtered by
+        conversation, role, model prefix, dates, owner, and tags (the conversation carries every one)."""
         ...
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:

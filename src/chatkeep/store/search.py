@@ -31,8 +31,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+from ..errors import ChatkeepError
 from .base import StoredMessage
 
 __all__ = [
@@ -44,9 +45,11 @@ __all__ = [
     "Phrase",
     "Query",
     "SearchHit",
+    "SearchOrder",
     "SearchTerms",
     "parse_query",
     "read_query",
+    "newest_first",
     "search_words",
     "snippet",
 ]
@@ -60,6 +63,10 @@ MAX_QUERY_WORDS = 32
 #: A search ranks at most this many matching messages, the latest stored: when more
 #: match (a word in nearly every message), the best are chosen among the latest.
 MAX_RANKED = 10_000
+#: How a search orders its hits. ``"relevance"``: best first (bm25 on SQLite, ts_rank on
+#: PostgreSQL), among the latest MAX_RANKED matches. ``"newest"``: the latest saved first, from
+#: every match, no ranking (a history imported at once counts as saved then).
+SearchOrder = Literal["relevance", "newest"]
 #: A snippet is drawn from this many characters at the start of its message, however
 #: long the message (a match further on is found, but not shown).
 SNIPPET_SCAN_CHARS = 20_000
@@ -89,6 +96,13 @@ _DROPPED_CHARS = (
     "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
     "\u00ad\u200c\u200d\u2060\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
+
+
+def newest_first(order: str) -> bool:
+    """Whether ``order`` (a :data:`SearchOrder`) asks for the newest first; any other value is an error."""
+    if order not in ("relevance", "newest"):
+        raise ChatkeepError(f"order: expected 'relevance' or 'newest', got {order!r}")
+    return order == "newest"
 
 
 class _Patterns(NamedTuple):

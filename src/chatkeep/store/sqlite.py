@@ -73,7 +73,7 @@ from .rows import (
     message_from_row,
     parse_json,
 )
-from .search import SearchHit
+from .search import SearchHit, SearchOrder, newest_first
 from .sqlite_bulk import import_into, keep_attachments, search_in
 from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
 from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
@@ -653,19 +653,22 @@ class SQLiteStore(ConversationAccess, Organizing):
         tags: Sequence[str] = (),
         limit: int = 20,
         offset: int = 0,
+        order: SearchOrder = "relevance",
     ) -> list[SearchHit]:
-        """Messages matching ``query``, best first; any text is a valid query.
+        """Messages matching ``query``, best first (``order="newest"``: the latest saved first); any text
+        is a valid query.
 
         Words match as on PostgreSQL (:mod:`chatkeep.store.search`: ``cafe``
         finds ``Café``, ``☕`` and ``東京`` are found); when more than
         ``MAX_RANKED`` (10,000) messages match, the best are the best of the latest.
         """
+        newest = newest_first(order)
         with self._lock:
             return search_in(
                 self._db, query, columns=PREFIXED_MESSAGE_COLUMNS,
                 to_message=lambda row: message_from_row(row, parse_time, self._blobs),
                 conversation_id=conversation_id, role=role, model=model, since=since, until=until,
-                owner=owner, tags=tags, limit=limit, offset=offset,
+                owner=owner, tags=tags, limit=limit, offset=offset, newest=newest,
             )
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:

@@ -159,8 +159,11 @@ def search_in(
     tags: Sequence[str] = (),
     limit: int = 20,
     offset: int = 0,
+    newest: bool = False,
 ) -> list[SearchHit]:
     """Ranked full-text matches (bm25) with snippets, the latest MAX_RANKED at most; never a syntax error.
+
+    ``newest``: every match, the latest saved first, read from the index in that order (no ranking).
 
     ``messages_fts`` holds each message's words as :func:`.search.search_words`
     finds them (see ``m006_search_words``), so FTS5's own tokenizer only splits
@@ -193,18 +196,23 @@ def search_in(
     # A match's row is read only when a filter asks for one of its columns.
     joins = (" JOIN messages m ON m.seq = messages_fts.rowid" if len(where) > 1 else "") + (
         " JOIN conversations c ON c.id = m.conversation_id" if owner is not None else "")
-    # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked; the
-    # page is chosen among them before any row is read whole (MATERIALIZED keeps it that way).
-    # The snippet's text is cut as bytes (enough for its characters): SQLite's text functions stop
-    # at a NUL, which a message may hold.
+    matches = (f"SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts{joins}"
+               f" WHERE {' AND '.join(where)} ORDER BY messages_fts.rowid DESC LIMIT ?")
+    if newest:  # the page, read from the index newest first: it stops after limit + offset matches
+        page, order, params = f"{matches} OFFSET ?", "page.seq DESC", [*params, limit, offset]
+    else:
+        # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked,
+        # and the page chosen among them.
+        page = f"SELECT seq, score FROM ({matches}) ORDER BY score, seq DESC LIMIT ? OFFSET ?"
+        order, params = "page.score, page.seq DESC", [*params, MAX_RANKED, limit, offset]
+    # Only then are the page's rows read whole (MATERIALIZED keeps it that way). The snippet's text
+    # is cut as bytes (enough for its characters): SQLite's text functions stop at a NUL, which a
+    # message may hold.
     rows = db.execute(
-        f"WITH ranked AS (SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts{joins}"
-        f" WHERE {' AND '.join(where)} ORDER BY messages_fts.rowid DESC LIMIT ?),"
-        " page AS MATERIALIZED (SELECT seq, score FROM ranked ORDER BY score, seq DESC LIMIT ? OFFSET ?)"
+        f"WITH page AS MATERIALIZED ({page})"
         f" SELECT {columns}, c.title, substr(CAST(m.text AS BLOB), 1, ?), page.score FROM page"
-        " JOIN messages m ON m.seq = page.seq JOIN conversations c ON c.id = m.conversation_id"
-        " ORDER BY page.score, page.seq DESC",
-        (*params, MAX_RANKED, limit, offset, 4 * (SNIPPET_SCAN_CHARS + 1)),
+        f" JOIN messages m ON m.seq = page.seq JOIN conversations c ON c.id = m.conversation_id ORDER BY {order}",
+        (*params, 4 * (SNIPPET_SCAN_CHARS + 1)),
     ).fetchall()
     return [SearchHit(to_message(row[:-3]), row[-3], snippet(row[-2].decode("utf-8", "ignore"), parsed),
                       float(row[-1])) for row in rows]
