@@ -50,8 +50,10 @@ GOALS = [
          "floor: raw sqlite3 INSERT + COMMIT, plain table", 5,
          floor="an append is more than one row in a plain table: the message with its indexes (conversation and"
                " order, parent), its search-index entry (FTS5), the head's compare-and-set and the conversation's"
-               " time, in one transaction. The row `floor: raw sqlite3, chatkeep's tables and statements` runs"
-               " exactly those statements with no chatkeep code, and the next goal holds chatkeep to it."),
+               " time, in one transaction. FTS5 writes a new index segment at every commit: the row `floor: raw"
+               " sqlite3 INSERT + COMMIT, plain table with an FTS5 index` shows what that alone adds to the plain"
+               " insert. The row `floor: raw sqlite3, chatkeep's tables and statements` runs exactly chatkeep's"
+               " statements with no chatkeep code, and the next goal holds chatkeep to it."),
     Goal("append: at most 5x the same row in chatkeep's tables, raw sqlite3", APPEND,
          "floor: raw sqlite3, chatkeep's tables and statements", 5),
     Goal("append: ahead of the Agents SDK at every length", APPEND, "Agents SDK SQLiteSession", 1, strict=True),

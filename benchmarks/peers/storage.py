@@ -27,11 +27,13 @@ at longer ones; its rows say so.
   ``get_messages``, what a restart costs (a running process holds the list).
 - The floors, for appends only: one raw ``sqlite3`` ``INSERT`` of the message
   as JSON into a plain table (``seq``, ``conversation_id``, ``body``), committed
-  as it ends, the floor issue 17 names; and chatkeep's own statements (take the
+  as it ends, the floor issue 17 names; the same with a full-text index
+  (an FTS5 table kept by a trigger: what any searchable store adds to each
+  commit); and chatkeep's own statements (take the
   write lock, read the head, insert the row, move the head, commit) run with
   raw ``sqlite3`` on a database chatkeep made, so the row lands in the same
   tables, indexes and search index: what SQLite itself costs for chatkeep's
-  row, without chatkeep's Python. Both WAL with synchronous=NORMAL.
+  row, without chatkeep's Python. All WAL with synchronous=NORMAL.
 - Agents SDK ``SQLiteSession(session_id, db_path)``, one database for all
   conversations, prefilled by ``add_items`` 10,000 at a time; timed
   ``await add_items([item])`` (it runs the write in a worker thread) and

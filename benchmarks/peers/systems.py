@@ -283,6 +283,23 @@ class PlainFloor(System):
                         (self.conversation, json.dumps(self._next())))
 
 
+class PlainSearchFloor(PlainFloor):
+    """The plain floor with a full-text index: the same INSERT, and its text's FTS5 entry, in one transaction."""
+
+    name = "floor: raw sqlite3 INSERT + COMMIT, plain table with an FTS5 index"
+
+    def __init__(self, folder: Path) -> None:
+        System.__init__(self, folder)
+        self.db = sqlite3.connect(folder / "floor-plain-fts.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("CREATE TABLE messages (seq INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL, body TEXT NOT NULL)")
+        self.db.execute("CREATE VIRTUAL TABLE messages_fts USING fts5(words)")
+        # FTS5 writes what a transaction added when it commits, so each append pays for its own segment.
+        self.db.execute("CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
+                        " INSERT INTO messages_fts(rowid, words) VALUES (new.seq, new.body); END")
+
+
 class SchemaFloor(System):
     """What SQLite alone costs for chatkeep's row: chatkeep's statements on chatkeep's tables, no Python around them."""
 
@@ -323,4 +340,4 @@ class SchemaFloor(System):
 
 ALL: list[type[System]] = [Chatkeep, Tutorial, LangChainFile, LangChainSQL, LlamaIndex, Agents]
 #: The floors the append is measured against: what SQLite itself costs, without chatkeep.
-FLOORS: list[type[System]] = [PlainFloor, SchemaFloor]
+FLOORS: list[type[System]] = [PlainFloor, PlainSearchFloor, SchemaFloor]
