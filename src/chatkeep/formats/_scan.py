@@ -25,6 +25,9 @@ __all__ = ["JsonScanner", "ScanError"]
 _CHUNK = 256 * 2**10
 _MOST = 64 * 2**20  # the largest single read, however long a value goes on
 _SPACE = re.compile(r"[ \t\n\r]*")
+# An object key without escapes or control characters (its text is its value), and its colon.
+_PLAIN_KEY = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:')
+_AFTER_MEMBER = re.compile(r"[ \t\n\r]*([,}])")
 # How close to the end of the buffer an error must be to mean "cut short" (a cut \uXXXX escape pair is 12).
 _CUT_MARGIN = 16
 
@@ -55,7 +58,7 @@ class JsonScanner:
         self._pos = 0
         self._dropped = 0  # characters let go from the buffer's front
         self._eof = False
-        self._broken: UnicodeDecodeError | None = None
+        self._broken: Exception | None = None  # met reading ahead, raised once the reading gets there
 
     @property
     def offset(self) -> int:
@@ -132,6 +135,35 @@ class JsonScanner:
                 return value, buffer[pos:end]
             size = min(size * 2, _MOST)
 
+    def small_value(self, limit: int) -> tuple[Any, str] | None:
+        """The next value and its text when its text is at most ``limit`` characters; else ``None``, nothing read.
+
+        One decode of a whole small value, where walking its members would
+        cost a Python call each. A value that does not fit (or does not
+        decode) costs a decode of at most about twice ``limit`` characters:
+        its caller walks it instead, and meets its errors there.
+        """
+        if limit <= 0:
+            return None
+        self.peek()
+        ahead = len(self._buffer) - self._pos
+        if ahead < limit and not self._eof and self._broken is None:
+            try:
+                self._more(2 * limit - ahead)  # twice: the next few values fit too, for one copy of the buffer
+            except Exception as exc:  # raised again once the walk reads on to it (see _more)
+                self._broken = exc
+        buffer, pos = self._buffer, self._pos
+        if len(buffer) - pos > 2 * limit + _CHUNK:  # a buffer grown for a huge value: decode only a window of it
+            buffer, pos = buffer[pos:pos + limit], 0
+        try:
+            value, end = _DECODER.raw_decode(buffer, pos)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            return None
+        if end - pos > limit or (end == len(buffer) and isinstance(value, (int, float))):
+            return None  # too long; or a number at the end of what was read, which may go on
+        self._pos += end - pos
+        return value, buffer[pos:end]
+
     def key(self) -> str:
         """Decode the next object key (a string)."""
         if self.peek() != '"':
@@ -148,8 +180,19 @@ class JsonScanner:
             self._pos += 1
             return
         while True:
-            yield self.key()
-            if self.take(",}", "',' or '}'") == "}":
+            # Most keys (a node's uuid) have no escapes: one match reads the key and its colon. Else key() does.
+            found = _PLAIN_KEY.match(self._buffer, self._pos)
+            if found is not None:
+                self._pos = found.end()
+                yield found[1]
+            else:
+                yield self.key()
+            found = _AFTER_MEMBER.match(self._buffer, self._pos)
+            if found is not None:
+                self._pos = found.end()
+                if found[1] == "}":
+                    return
+            elif self.take(",}", "',' or '}'") == "}":
                 return
 
     def items(self) -> Iterator[int]:

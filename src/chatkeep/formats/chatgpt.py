@@ -143,8 +143,8 @@ def _walk(nodes: dict[str, tuple[Any, Any]]) -> tuple[list[str], dict[str, str]]
     return order, orphans
 
 
-def _status(message: dict[str, Any]) -> tuple[MessageStatus, str | None]:
-    finish = as_dict(as_dict(message.get("metadata")).get("finish_details")).get("type")
+def _status(message: dict[str, Any], meta: dict[str, Any]) -> tuple[MessageStatus, str | None]:
+    finish = as_dict(meta.get("finish_details")).get("type")
     raw = message.get("status")
     status = _STATUS.get(raw, "complete") if isinstance(raw, str) else "complete"
     if finish == "interrupted":
@@ -159,23 +159,25 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     if not isinstance(message, dict):
         return None
     mapped = map_message(message)
+    if mapped is None:
+        return None
     meta = as_dict(message.get("metadata"))
-    if mapped is None or (meta.get("is_visually_hidden_from_conversation") is True and not mapped.text.strip()):
+    hidden = meta.get("is_visually_hidden_from_conversation") is True
+    if hidden and not mapped.text.strip():
         return None
     body = checked_message(attacher.body(mapped.role, mapped.text, message), field, label)
     author = as_dict(message.get("author"))
-    content_type = as_dict(message.get("content")).get("content_type")
     original = {
         "node_id": key,
         "message_id": message.get("id") if message.get("id") != key else None,
         "author_role": author.get("role"),
         "author_name": author.get("name"),
         "recipient": message.get("recipient"),
-        "content_type": content_type,
+        "content_type": as_dict(message.get("content")).get("content_type"),
         "status": message.get("status"),
-        "hidden": True if meta.get("is_visually_hidden_from_conversation") is True else None,
+        "hidden": True if hidden else None,
     }
-    status, finish_reason = _status(message)
+    status, finish_reason = _status(message, meta)
     by_assistant = author.get("role") == "assistant"
     model = meta.get("model_slug")
     return ImportMessage(

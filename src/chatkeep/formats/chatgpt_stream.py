@@ -6,7 +6,7 @@ decoded one by one, and its ``mapping`` a node at a time into a
 children) in memory and, once the mapping passes :data:`SPILL_CHARS`, the
 nodes themselves in a temporary file (their JSON text, decoded again when
 the tree is walked: cheaper than pickling them). A conversation smaller than
-that never touches the disk.
+that never touches the disk, and is decoded in one go (:meth:`.JsonScanner.small_value`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from typing import IO, Any
 from ._scan import JsonScanner, ScanError
 from ._source import MAX_DEPTH, too_deep
 
-__all__ = ["SPILL_CHARS", "Nodes", "read_conversation"]
+__all__ = ["SPILL_CHARS", "WHOLE_CHARS", "Nodes", "read_conversation"]
 
 #: How much of one mapping's JSON text is held as objects before its nodes go to a temporary file.
 SPILL_CHARS = 2**20
+#: Conversations whose JSON text is at most this long (and at most SPILL_CHARS) are decoded in one go.
+WHOLE_CHARS = 256 * 2**10
 
 
 class Nodes:
@@ -33,6 +35,17 @@ class Nodes:
         #: Each dict node's ``(parent, children)``: what walking the tree needs, always in memory.
         self.shape: dict[str, tuple[Any, Any]] = {}
         self._file: IO[bytes] | None = None
+        self._end = 0  # where the next spilled node goes
+        self._writing = True  # the file is positioned at _end (nothing was read since the last write)
+
+    @classmethod
+    def of(cls, mapping: dict[str, Any]) -> Nodes:
+        """The nodes of a mapping decoded whole (held in memory)."""
+        nodes = cls()
+        nodes._values = mapping
+        nodes.shape = {key: (node.get("parent"), node.get("children"))
+                       for key, node in mapping.items() if isinstance(node, dict)}
+        return nodes
 
     @property
     def spilled(self) -> bool:
@@ -56,8 +69,11 @@ class Nodes:
     def _spill(self, text: str) -> tuple[int, int]:
         assert self._file is not None
         data = text.encode("utf-8", "surrogatepass")
-        offset = self._file.seek(0, 2)
+        if not self._writing:  # a seek per write would flush the file's buffer every time
+            self._file.seek(self._end)
+            self._writing = True
         self._file.write(data)
+        offset, self._end = self._end, self._end + len(data)
         return offset, len(data)
 
     def keys(self) -> list[str]:
@@ -68,6 +84,7 @@ class Nodes:
         if self._file is None:
             return value
         offset, size = value
+        self._writing = False
         self._file.seek(offset)
         return json.loads(self._file.read(size).decode("utf-8", "surrogatepass"))
 
@@ -83,21 +100,29 @@ def read_conversation(scanner: JsonScanner, levels: int) -> Any:
     value), for the depth limit. Raises :class:`ScanError`.
     """
     if scanner.peek() != "{":
-        return _limited(scanner.value(), MAX_DEPTH - levels + 1)
-    item: dict[str, Any] = {}
+        return _limited(*scanner.value_and_text(), MAX_DEPTH - levels + 1)
+    small = scanner.small_value(min(WHOLE_CHARS, SPILL_CHARS))
+    if small is not None:
+        item = _limited(*small, MAX_DEPTH - levels + 1)
+        if isinstance(item.get("mapping"), dict):
+            item["mapping"] = Nodes.of(item["mapping"])
+        return item
+    item = {}
     for key in scanner.members():
         if key != "mapping" or scanner.peek() != "{":
-            item[key] = _limited(scanner.value(), MAX_DEPTH - levels)
+            item[key] = _limited(*scanner.value_and_text(), MAX_DEPTH - levels)
             continue
         nodes = item[key] = Nodes()
         start = scanner.offset
         for node_key in scanner.members():
             node, text = scanner.value_and_text()
-            nodes.add(node_key, _limited(node, MAX_DEPTH - levels - 1), text, scanner.offset - start)
+            nodes.add(node_key, _limited(node, text, MAX_DEPTH - levels - 1), text, scanner.offset - start)
     return item
 
 
-def _limited(value: Any, limit: int) -> Any:
-    if too_deep(value, limit):
+def _limited(value: Any, text: str, limit: int) -> Any:
+    """``value`` (decoded from ``text``) unless it nests deeper than ``limit``."""
+    # Each level is an opening bracket in the text: with no more brackets than levels allowed, nothing to walk.
+    if (text.count("{") + text.count("[") > limit) and too_deep(value, limit):
         raise ScanError("too deep", deep=True)
     return value

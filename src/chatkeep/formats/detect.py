@@ -20,8 +20,9 @@
   ``{conversation, responses}`` (Grok), ``chunkedPrompt`` (Google AI Studio),
   ``chat_messages`` (one claude.ai conversation).
 
-Only the first element (its ``mapping`` a node at a time), the first few
-lines, or the object's keys up to the first that decides, are read.
+Only the first element (its ``mapping`` a node at a time, and once that is a
+large part of the file, the file's bytes searched for DeepSeek's keys), the
+first few lines, or the object's keys up to the first that decides, are read.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ import ijson
 
 from ..errors import FormatError
 from ._scan import JsonScanner, ScanError
-from ._source import MAX_DEPTH, READ_ERRORS, PathLike, first_line, open_export, open_plain, too_deep
+from ._source import (
+    MAX_DEPTH,
+    READ_ERRORS,
+    PathLike,
+    first_line,
+    open_export,
+    open_export_archive,
+    open_plain,
+    too_deep,
+)
 from ._sqlite import database_format, is_sqlite
 
 __all__ = ["DATABASE_FORMATS", "IMPORT_FORMATS", "detect_format"]
@@ -47,6 +57,9 @@ DATABASE_FORMATS = ("llm-db", "agents-db", "langchain-db")
 
 _PEEK_LINES = 20
 _PEEK_BYTES = 8 * 2**20
+#: How much of the first conversation's mapping is decoded before the file's bytes are searched instead.
+_DECODE_CHARS = 2**20
+_NEEDLE_READ = 256 * 2**10
 
 
 def _describe(value: Any) -> str:
@@ -167,12 +180,37 @@ def _from_braces(stream: IO[bytes], label: str) -> str:
         return _from_lines(stream, label)
 
 
-def _first_item(scanner: JsonScanner) -> Any:
+def _text_size(path: PathLike) -> int:
+    """How many bytes there are to read: the file's, or its zip's ``conversations.json``'s."""
+    with open_export_archive(path) as (_stream, label, archive):  # a zip's label: "<path>!<entry's name>"
+        return os.path.getsize(path) if archive is None else archive.getinfo(label[len(os.fspath(path)) + 1:]).file_size
+
+
+def _mentions(path: PathLike, needles: tuple[bytes, ...]) -> bool:
+    """Whether the file (a zip's ``conversations.json``) holds any of ``needles`` anywhere, read a piece at a time."""
+    overlap = max(map(len, needles)) - 1
+    with open_export(path) as (stream, _label):
+        tail = b""
+        while True:
+            piece = stream.read(_NEEDLE_READ)
+            if not piece:
+                return False
+            seam = tail + piece[:overlap]  # a needle cut between two pieces
+            if any(needle in piece or needle in seam for needle in needles):
+                return True
+            tail = (tail + piece)[-overlap:] if len(piece) < overlap else piece[-overlap:]
+
+
+def _first_item(scanner: JsonScanner, path: PathLike) -> Any:
     """The array's first element, an object's ``mapping`` read a node at a time and kept only as what decides.
 
     A ChatGPT export can be one conversation of hundreds of megabytes: only a
     node whose message has DeepSeek's ``fragments`` is kept (the rest become
-    one empty mapping), so memory holds one node.
+    one empty mapping), so memory holds one node. Once the mapping is a
+    sixteenth of the file (and over a megabyte), a file that nowhere holds
+    ``"fragments"`` or ``"inserted_at"`` (what tells DeepSeek's mappings from
+    ChatGPT's) is ChatGPT's: searching all its bytes costs less than decoding
+    the rest of a conversation that large.
     """
     if scanner.peek() != "{":
         return scanner.value()
@@ -182,20 +220,28 @@ def _first_item(scanner: JsonScanner) -> Any:
             first[key] = scanner.value()
             continue
         kept: dict[str, Any] = {}
+        start, total, searched = scanner.offset, 0, False
         for node_key in scanner.members():
             node = scanner.value()
             if not kept and isinstance(node, dict) and isinstance(node.get("message"), dict) \
                     and "fragments" in node["message"]:
                 kept[node_key] = {"message": {"fragments": None}}
+            read = scanner.offset - start
+            if not searched and read > _DECODE_CHARS:
+                total = total or _text_size(path)
+                if read > total // 16:
+                    searched = True
+                    if not _mentions(path, (b'"fragments"', b'"inserted_at"')):
+                        return {"mapping": {}}  # ChatGPT's: neither DeepSeek key is anywhere in the file
         first[key] = kept
     return first
 
 
-def _from_array(stream: IO[bytes], label: str) -> str:
+def _from_array(stream: IO[bytes], label: str, path: PathLike) -> str:
     scanner = JsonScanner(stream)
     try:
         for _ in scanner.items():
-            first = _first_item(scanner)
+            first = _first_item(scanner, path)
             if too_deep(first, MAX_DEPTH - 1):
                 raise ScanError("too deep", deep=True)
             found = _array_format(first)
@@ -223,7 +269,7 @@ def detect_format(path: PathLike) -> str:
         return database_format(path)
     with open_export(path) as (stream, inner):
         if inner != label:  # a zip holding conversations.json: ChatGPT's, claude.ai's or DeepSeek's
-            found = _from_array(stream, inner)
+            found = _from_array(stream, inner, path)
             if found not in ("chatgpt", "claude", "deepseek"):
                 raise FormatError(f"conversations.json holds {found} records, not an export chatkeep reads from a zip",
                                   file=label)
@@ -238,4 +284,4 @@ def detect_format(path: PathLike) -> str:
             return _from_braces(stream, label)
         if start != b"[":
             raise FormatError("not a format chatkeep imports: not JSON, JSON Lines or an SQLite database", file=label)
-        return _from_array(stream, label)
+        return _from_array(stream, label, path)

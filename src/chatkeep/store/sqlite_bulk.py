@@ -18,6 +18,7 @@ from .base import (
     utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, plan_batches
+from .bulk_values import json_text
 from .organize import normalize_tags
 from .pinned import INHERITED_SQL, inherited_pinned
 from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, snippet
@@ -60,43 +61,90 @@ def _open_conversation(db: sqlite3.Connection, item: ImportConversation, now: st
     return conversation_id, True
 
 
-def _passed_down(db: sqlite3.Connection, ids: list[str]) -> dict[str, str | None]:
-    """What stored messages pass down to their children as ``pinned_ancestor`` (see :mod:`.pinned`)."""
-    rows = db.execute(f"SELECT p.id, {INHERITED_SQL} FROM messages p WHERE p.id IN (SELECT value FROM json_each(?))",
-                      (dumps(ids),)).fetchall()
-    return {row[0]: row[1] for row in rows}
+class _Waiting:
+    """Imported rows not yet written: messages, their attachments, and new conversations' heads.
+
+    An export's conversations are small (tens of messages), and each INSERT
+    statement ends with the search index writing a segment: one statement per
+    conversation made several times the segments, and merges, of one per
+    ROWS_PER_INSERT rows. So rows wait here until that many are ready, across
+    conversations; anything that reads messages back (:meth:`flush`) has what
+    waits written first, and the rows' attachments and heads (which refer to
+    them) go after them.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.rows: list[tuple[Any, ...]] = []
+        self.uses: list[tuple[str, tuple[Blob, ...]]] = []
+        self.heads: list[tuple[str, str, str]] = []
+
+    def add(self, rows: list[tuple[Any, ...]], uses: list[tuple[str, tuple[Blob, ...]]]) -> None:
+        self.rows += rows
+        self.uses += uses
+        if len(self.rows) >= ROWS_PER_INSERT:
+            self._insert(len(self.rows) - len(self.rows) % ROWS_PER_INSERT)
+
+    def _insert(self, count: int) -> None:
+        for start in range(0, count, ROWS_PER_INSERT):
+            chunk = self.rows[start:min(start + ROWS_PER_INSERT, count)]
+            self.db.execute(f"INSERT INTO messages ({_COLUMNS}) VALUES {', '.join([_ROW] * len(chunk))}",
+                            list(itertools.chain.from_iterable(chunk)))
+        del self.rows[:count]
+
+    def flush(self) -> None:
+        """Write everything waiting."""
+        self._insert(len(self.rows))
+        keep_attachments(self.db, self.uses)
+        self.uses.clear()
+        if self.heads:
+            self.db.executemany("UPDATE conversations SET head_id = ?, import_head = ? WHERE id = ?", self.heads)
+            self.heads.clear()
+
+    def passed_down(self, ids: list[str]) -> dict[str, str | None]:
+        """What stored messages pass down to their children as ``pinned_ancestor`` (see :mod:`.pinned`)."""
+        self.flush()
+        rows = self.db.execute(
+            f"SELECT p.id, {INHERITED_SQL} FROM messages p WHERE p.id IN (SELECT value FROM json_each(?))",
+            (dumps(ids),)).fetchall()
+        return {row[0]: row[1] for row in rows}
 
 
-def _import_one(db: sqlite3.Connection, item: ImportConversation, now: str) -> ImportSummary:
+def _import_one(waiting: _Waiting, item: ImportConversation, now: str) -> ImportSummary:
+    db = waiting.db
     conversation_id, created = _open_conversation(db, item, now)
-    known: dict[str, str] = dict(db.execute(
-        "SELECT source_key, id FROM messages WHERE conversation_id = ? AND source_key IS NOT NULL",
-        (conversation_id,),
-    ).fetchall())
+    known: dict[str, str] = {}  # a conversation made just now has no messages yet
+    if not created:
+        waiting.flush()  # it may have been imported earlier in this import
+        known = dict(db.execute(
+            "SELECT source_key, id FROM messages WHERE conversation_id = ? AND source_key IS NOT NULL",
+            (conversation_id,),
+        ).fetchall())
     summary = ImportSummary(conversation_ids=[conversation_id])
     for plan in plan_batches(item, conversation_id, known):  # a batch at a time: a huge conversation streams
-        pinned = inherited_pinned(((m.id, m.parent_id, m.role) for m in plan.new), lambda ids: _passed_down(db, ids))
-        rows = [(m.id, conversation_id, m.parent_id, m.source.kind, m.role, dumps(m.body), m.text,
-                 _time(m.source.created_at, now), m.source.status, m.source.model,
-                 None if m.source.usage is None else dumps(m.source.usage), m.source.finish_reason,
-                 dumps(m.source.metadata), m.source.key, m.refs_json, pinned_ancestor)
-                for m, pinned_ancestor in zip(plan.new, pinned)]
-        for start in range(0, len(rows), ROWS_PER_INSERT):
-            chunk = rows[start:start + ROWS_PER_INSERT]
-            db.execute(f"INSERT INTO messages ({_COLUMNS}) VALUES {', '.join([_ROW] * len(chunk))}",
-                       list(itertools.chain.from_iterable(chunk)))
-        keep_attachments(db, [(m.id, m.blobs) for m in plan.new if m.blobs])
+        pinned = inherited_pinned(((m.id, m.parent_id, m.role) for m in plan.new), waiting.passed_down)
+        waiting.add([(m.id, conversation_id, m.parent_id, m.source.kind, m.role, json_text(m.body), m.text,
+                      _time(m.source.created_at, now), m.source.status, m.source.model,
+                      None if m.source.usage is None else json_text(m.source.usage), m.source.finish_reason,
+                      json_text(m.source.metadata), m.source.key, m.refs_json, pinned_ancestor)
+                     for m, pinned_ancestor in zip(plan.new, pinned)],
+                    [(m.id, m.blobs) for m in plan.new if m.blobs])
         summary.messages_added += len(plan.new)
         summary.messages_skipped += plan.skipped
+    if created:
+        summary.conversations_created = 1
+        head = plan.head_to_set(created=True, current=None, left_by_import=None)
+        if head is not None:
+            waiting.heads.append((head, head, conversation_id))
+        return summary
+    waiting.flush()
     current, left_by_import = db.execute(
         "SELECT head_id, import_head FROM conversations WHERE id = ?", (conversation_id,)
     ).fetchone()
-    head = plan.head_to_set(created=created, current=current, left_by_import=left_by_import)
+    head = plan.head_to_set(created=False, current=current, left_by_import=left_by_import)
     if head is not None:
         db.execute("UPDATE conversations SET head_id = ?, import_head = ? WHERE id = ?", (head, head, conversation_id))
-    if created:
-        summary.conversations_created = 1
-    elif summary.messages_added:
+    if summary.messages_added:
         summary.conversations_updated = 1
         db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
     return summary
@@ -122,10 +170,12 @@ def import_into(
     cache = db.execute("PRAGMA cache_size").fetchone()[0]
     db.execute(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
     try:
+        waiting = _Waiting(db)
         for item in items:
-            total.add(_import_one(db, item, now))
+            total.add(_import_one(waiting, item, now))
             if progress is not None:
                 progress(total)
+        waiting.flush()
     finally:
         db.execute(f"PRAGMA cache_size = {int(cache)}")
     return total
