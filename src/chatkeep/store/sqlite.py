@@ -43,6 +43,7 @@ from .base import (
     utcnow,
 )
 from .bulk import ImportConversation, ImportSummary, checked_first
+from .bulk_values import json_text
 from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .encryption import is_db_error, is_encrypted, open_connection
@@ -87,7 +88,7 @@ T = TypeVar("T")
 def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment: datetime) -> tuple[Any, ...]:
     d = row.draft
     return (
-        row.id, conversation_id, parent, d.kind, row.role, dumps(row.stored), row.text, format_time(moment),
+        row.id, conversation_id, parent, d.kind, row.role, json_text(row.stored), row.text, format_time(moment),
         d.status, d.model, None if d.usage is None else dumps(dict(d.usage)), d.latency_ms, d.finish_reason,
         d.error, None if d.token_counts is None else dumps(dict(d.token_counts)),
         dumps(dict(d.metadata)) if d.metadata else "{}", row.refs_json,
