@@ -40,9 +40,29 @@ def tsvector_text(text: str) -> str:
     word is still found anywhere in a long message, as on SQLite, but a phrase
     only among the first 16,383 words.
     """
+    words = search_words(text)
+    return _few_words(words) if len(words) <= _MAX_POSITIONS else _many_words(words)
+
+
+def _few_words(words: list[str]) -> str:
+    """:func:`_many_words` for at most ``_MAX_POSITIONS`` words, where no limit can bind, in half the time.
+
+    No word can have more positions than there are words, no position reaches
+    ``_LAST_POSITION``, and 256 words of ``MAX_WORD_CHARS`` (4 bytes a
+    character at most) fill half of ``TSVECTOR_BYTES``.
+    """
+    positions: dict[str, str] = {}
+    for position, word in enumerate(words, start=1):
+        spots = positions.get(word)
+        positions[word] = str(position) if spots is None else f"{spots},{position}"
+    return " ".join([f"'{word}':{spots}" for word, spots in positions.items()])
+
+
+def _many_words(words: list[str]) -> str:
+    """The tsvector text of ``words``, keeping PostgreSQL's limits (see :func:`tsvector_text`)."""
     positions: dict[str, list[int]] = {}
     size = 0
-    for position, word in enumerate(search_words(text), start=1):
+    for position, word in enumerate(words, start=1):
         position = min(position, _LAST_POSITION)
         spots = positions.get(word)
         if spots is None:
