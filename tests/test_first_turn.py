@@ -31,6 +31,7 @@ from chatkeep.store import ANY, Draft, SQLiteStore
 from chatkeep.store.bulk import ImportConversation, ImportMessage
 from clitools import environment, run
 from fakeopenai import FakeOpenAI
+from legacy import sqlite_before
 from pg import admin
 
 COUNTER = TokenCounter("o200k_base")
@@ -363,16 +364,10 @@ def old_rows() -> list[tuple[str, str | None, str]]:
 
 
 def test_an_sqlite_database_from_before_the_column_is_filled_in(tmp_path: Path) -> None:
-    from chatkeep.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, add_functions, m011_pinned_ancestors
+    from chatkeep.store.sqlite_schema import SCHEMA_VERSION, m011_pinned_ancestors
 
     file = tmp_path / "old.db"
-    db = sqlite3.connect(file, isolation_level=None)
-    add_functions(db)
-    db.execute("BEGIN")
-    before = MIGRATIONS.index(m011_pinned_ancestors)
-    for migration in MIGRATIONS[:before]:
-        migration(db)
-    db.execute(f"PRAGMA user_version = {before}")
+    db = sqlite_before(file, m011_pinned_ancestors)
     db.execute("INSERT INTO conversations (id, created_at, updated_at, head_id) VALUES ('old', "
                "'2025-01-01T00:00:00.000000Z', '2025-01-01T00:00:00.000000Z', NULL)")
     for message_id, parent, role in old_rows():

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from chatkeep import open_store
 from chatkeep.store.bulk import ImportConversation, ImportMessage
 from clitools import environment, run
+from legacy import sqlite_before
 from pg import admin
 
 
@@ -267,16 +268,10 @@ def test_the_index_is_given_the_same_words_for_symbols_long_runs_and_nul(text: s
 
 
 def test_an_sqlite_database_with_indexed_summaries_leaves_them_out_of_the_index(tmp_path: Path) -> None:
-    from chatkeep.store.sqlite_schema import MIGRATIONS, add_functions, m013_summaries_out_of_the_search_index
+    from chatkeep.store.sqlite_schema import m013_summaries_out_of_the_search_index
 
     file = tmp_path / "old.db"
-    db = sqlite3.connect(file, isolation_level=None)
-    add_functions(db)
-    db.execute("BEGIN")
-    before = MIGRATIONS.index(m013_summaries_out_of_the_search_index)
-    for migration in MIGRATIONS[:before]:
-        migration(db)
-    db.execute(f"PRAGMA user_version = {before}")
+    db = sqlite_before(file, m013_summaries_out_of_the_search_index)
     when = "2025-01-01T00:00:00.000000Z"
     db.execute("INSERT INTO conversations (id, created_at, updated_at) VALUES ('c', ?, ?)", (when, when))
     for message_id, kind, text in [("m1", "chat", "kept lighthouse"), ("s1", "summary", "summary lighthouse")]:

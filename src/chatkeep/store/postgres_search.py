@@ -143,7 +143,8 @@ def search_in(
     # matches; for a rarer one it asks the GIN index (a prepared, generic plan could not tell).
     # The latest MAX_RANKED matches are ranked, then only the page's rows are read whole.
     owners = "JOIN conversations c ON c.id = m.conversation_id" if owner is not None else ""
-    order = "seq DESC" if newest else "score DESC, seq DESC"
+    order, hits_order = ("seq DESC", "hits.seq DESC") if newest else (
+        "score DESC, seq DESC", "hits.score DESC, hits.seq DESC")
     template = f"""
         WITH candidates AS MATERIALIZED (
             SELECT m.id, m.seq, ts_rank(m.search, {{query}}) AS score FROM messages m {owners}
@@ -154,7 +155,7 @@ def search_in(
         )
         SELECT {columns}, c.title, left(m.text, %(scan)s), hits.score
         FROM hits JOIN messages m ON m.id = hits.id JOIN conversations c ON c.id = m.conversation_id
-        ORDER BY {order.replace("score", "hits.score").replace("seq", "hits.seq")}
+        ORDER BY {hits_order}
     """
     statement = sql.SQL(template).format(query=sql.SQL("{}::tsquery").format(sql.Literal(tsquery_text(parsed))))
     params.update(ranked=limit if newest else MAX_RANKED, limit=limit, offset=offset, scan=SNIPPET_SCAN_CHARS + 1)
