@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from chatkeep import MessageError, open_store
 from chatkeep.messages import validate_message
 from chatkeep.store import SQLiteStore
 from chatkeep.store.base import format_time
-from chatkeep.store.rows import branch_of, parse_json
+from chatkeep.store.rows import ID_SEPARATOR, branch_of, branch_positions, parse_json
 from chatkeep.store.search import _patterns, fold, search_words
 
 
@@ -129,6 +130,60 @@ def test_messages_leave_out_what_is_not_on_the_branch(db_store: SQLiteStore) -> 
     assert conv.messages == [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two, again"}]
     conv.set_head(first.id)
     assert conv.messages == [{"role": "user", "content": "one"}]
+
+
+def joined(*links: tuple[str, str | None]) -> tuple[str, str, int]:
+    """Ids and parents as the SQLite branch scan joins them."""
+    return (ID_SEPARATOR.join(row_id for row_id, _ in links), ID_SEPARATOR.join(parent or "" for _, parent in links),
+            len(links))
+
+
+def test_branch_positions_of_a_conversation_that_never_branched_are_every_row() -> None:
+    assert list(branch_positions(*joined(("a", None), ("b", "a"), ("c", "b")), "c") or []) == [0, 1, 2]
+    assert list(branch_positions(*joined(("a", None)), "a") or []) == [0]
+
+
+@pytest.mark.parametrize("links, head, path", [
+    ((("a", None), ("b", "a"), ("c", "b"), ("b2", "a"), ("s", "c")), "c", [0, 1, 2]),  # an edit, a summary
+    ((("a", None), ("b", "a"), ("c", "b"), ("b2", "a")), "b2", [0, 3]),
+    ((("a", None), ("b", "a"), ("c", "b")), "b", [0, 1]),  # the head moved back: not the last row
+    ((("a", None), ("b", None), ("c", "b")), "c", [1, 2]),  # two roots
+    ((("a", None), ("b", "a"), ("c", "a")), "c", [0, 2]),  # each row's parent could be the one before but is not
+    ((("c", "b"), ("a", None), ("b", "a")), "c", [1, 2, 0]),  # rows in any order: the parents decide
+])
+def test_branch_positions_of_a_branched_conversation_follow_the_parents(
+        links: tuple[tuple[str, str | None], ...], head: str, path: list[int]) -> None:
+    assert list(branch_positions(*joined(*links), head) or []) == path
+
+
+def test_branch_positions_refuse_ids_that_hold_the_separator() -> None:
+    ids, parents, count = joined(("a" + ID_SEPARATOR + "x", None), ("b", "a" + ID_SEPARATOR + "x"))
+    assert branch_positions(ids, parents, count, "b") is None
+
+
+def test_a_long_conversation_reads_back_the_bodies_it_stored(tmp_path: Path) -> None:
+    """What the one-scan read returns is what the row-by-row read returns, on every kind of branch."""
+    with open_store(tmp_path / "chat.db") as store:
+        conv = store.new_conversation()
+        sent = [conv.append({"role": "user" if i % 2 else "assistant", "content": f"message {i} \u00e9\ud800",
+                             "x_float": float("nan") if i == 7 else i / 3}) for i in range(40)]
+        assert all(same(a, b) for a, b in zip(conv.messages, [m.message for m in conv.history()], strict=True))
+        conv.edit(sent[20].id, {"role": "assistant", "content": "edited"})
+        store.append(conv.id, {"role": "system", "content": "a summary"}, parent_id=sent[10].id, move_head=False,
+                     kind="summary")
+        assert all(same(a, b) for a, b in zip(conv.messages, [m.message for m in conv.history()], strict=True))
+        assert len(conv.messages) == 21
+        conv.set_head(sent[5].id)
+        assert [m["content"] for m in conv.messages] == [f"message {i} \u00e9\ud800" for i in range(6)]
+
+
+def test_a_branch_too_long_for_one_sqlite_string_is_still_read(tmp_path: Path) -> None:
+    with open_store(tmp_path / "chat.db") as store:
+        conv = store.new_conversation()
+        for i in range(30):
+            conv.append({"role": "user", "content": f"message {i} " + "x" * 100})
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 2_000)  # the joined bodies (~4 KB) are too long now
+        assert [m["content"] for m in conv.messages] == [f"message {i} " + "x" * 100 for i in range(30)]
 
 
 @settings(max_examples=500, deadline=None)

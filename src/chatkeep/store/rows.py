@@ -11,7 +11,8 @@ from typing import Any
 from .attachments import Ref, restore
 from .base import ConversationRecord, StoredMessage
 
-__all__ = ["CONVERSATION_COLUMNS", "MESSAGE_COLUMNS", "PREFIXED_MESSAGE_COLUMNS", "BlobReader", "body_from", "branch_of",
+__all__ = ["CONVERSATION_COLUMNS", "ID_SEPARATOR", "MESSAGE_COLUMNS", "PREFIXED_MESSAGE_COLUMNS", "BlobReader",
+           "body_from", "branch_of", "branch_positions",
            "conversation_from_row", "loads", "message_from_row", "parse_json"]
 
 MESSAGE_COLUMNS = (
@@ -80,6 +81,38 @@ def branch_of(rows: Sequence[Row], head: str | None) -> list[Row]:
     while cursor is not None and len(path) < len(rows):
         path.append(cursor)
         cursor = by_id.get(cursor[1])
+    path.reverse()
+    return path
+
+
+#: Joins a conversation's ids into one string for :func:`branch_positions`. A control
+#: character: generated ids never hold one, and lists where some id does fail its count check.
+ID_SEPARATOR = "\x1f"
+
+
+def branch_positions(ids: str, parents: str, count: int, head: str) -> Sequence[int] | None:
+    """Where the rows on the path from the root to ``head`` stand among ``count`` rows, oldest first.
+
+    ``ids`` and ``parents`` are the rows' ids and parent ids (``""`` for a root),
+    each list joined by :data:`ID_SEPARATOR`, in the same order. A conversation
+    that never branched is every row, stored in order, which two string
+    comparisons confirm without splitting either list. ``None`` when the lists
+    do not hold ``count`` ids each.
+    """
+    if count < 1 or ids.count(ID_SEPARATOR) != count - 1 or parents.count(ID_SEPARATOR) != count - 1:
+        return None
+    if count == 1 and ids == head and not parents:
+        return range(1)
+    if ids.endswith(ID_SEPARATOR + head) and parents == ID_SEPARATOR + ids[:len(ids) - len(head) - 1]:
+        return range(count)  # each row's parent is the row before, the first is a root, the head is last
+    id_list = ids.split(ID_SEPARATOR)
+    parent_list = parents.split(ID_SEPARATOR)
+    position = {row_id: at for at, row_id in enumerate(id_list)}
+    path: list[int] = []
+    cursor = position.get(head)
+    while cursor is not None and len(path) < count:
+        path.append(cursor)
+        cursor = position.get(parent_list[cursor])
     path.reverse()
     return path
 
