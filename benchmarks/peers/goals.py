@@ -59,9 +59,10 @@ GOALS = [
     Goal("append: ahead of the Agents SDK at every length", APPEND, "Agents SDK SQLiteSession", 1, strict=True),
     Goal("read all: ahead of the Agents SDK get_items()", READ_ALL, "Agents SDK SQLiteSession", 1, strict=True),
     Goal("read all: within 3x the tutorial's json.load", READ_ALL, "tutorial: list + json.dump(indent=2)", 3,
-         floor="SQLite hands Python one row at a time: fetching the branch's rows (id, parent, body) through"
-               " the sqlite3 module costs about as much as json.load parsing the whole file, before one body is"
-               " decoded (msgspec then decodes them faster than json.load reads the file)."),
+         floor="the read is one SQLite scan that joins the conversation's ids, parents and bodies into three"
+               " strings (about 90 ms for 100,000 messages on a quiet machine, raw sqlite3), then msgspec decodes"
+               " the bodies as one JSON array (about 57 ms): together 1.6-1.8x json.load, measured apart in one"
+               " process (chatkeep's code adds nothing measurable to the two)."),
     Goal("search, the newest 20 (the LIKE scan's answer): at least 50x faster than a LIKE scan", "search for '",
          LIKE, 1 / 50, ending="(newest 20)"),
     Goal("search, the best 20: at least 50x faster than a LIKE scan", "search for '", LIKE, 1 / 50,
