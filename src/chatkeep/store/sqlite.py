@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +79,7 @@ from .search import SearchHit, SearchOrder, newest_first
 from .sqlite_bulk import import_into, keep_attachments, search_in
 from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
 from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
+from .sqlite_transaction import WriteTransaction
 
 __all__ = ["SQLiteStore"]
 
@@ -87,13 +87,14 @@ Durability = Literal["normal", "full"]
 T = TypeVar("T")
 
 
-def _insert_values(conversation_id: str, row: NewRow, parent: str | None, moment: datetime) -> tuple[Any, ...]:
+def _insert_values(conversation_id: str, row: NewRow, parent: str | None, created_at: str) -> tuple[Any, ...]:
     d = row.draft
+    usage, token_counts, metadata = d.usage, d.token_counts, d.metadata
     return (
-        row.id, conversation_id, parent, d.kind, row.role, json_text(row.stored), row.text, format_time(moment),
-        d.status, d.model, None if d.usage is None else dumps(dict(d.usage)), d.latency_ms, d.finish_reason,
-        d.error, None if d.token_counts is None else dumps(dict(d.token_counts)),
-        dumps(dict(d.metadata)) if d.metadata else "{}", row.refs_json,
+        row.id, conversation_id, parent, d.kind, row.role, json_text(row.stored), row.text, created_at,
+        d.status, d.model, None if usage is None else dumps(dict(usage)), d.latency_ms, d.finish_reason,
+        d.error, None if token_counts is None else dumps(dict(token_counts)),
+        dumps(dict(metadata)) if metadata else "{}", row.refs_json if row.refs else None,
     )
 
 
@@ -211,25 +212,9 @@ class SQLiteStore(ConversationAccess, Organizing):
 
     # -- plumbing ---------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> WriteTransaction:
         """One write transaction: all of it commits, or none of it (errors name the file)."""
-        if self.read_only is not None:
-            raise StoreError(f"{self.file} is read-only ({self.read_only}), so nothing was saved")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled it back already (a full disk, say)
-                    self._db.execute("ROLLBACK")
-                raise
-            try:
-                self._db.execute("COMMIT")
-            except self._db.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        return WriteTransaction(self._db, self._lock, self.file, self.read_only)
 
     def _one(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> Any:
         with self._lock:
@@ -365,22 +350,28 @@ class SQLiteStore(ConversationAccess, Organizing):
         if parent is not None and parent_id != HEAD:
             self._require_message_in(db, parent, conversation_id)
         moved = head_moves(head, expected_head(expect_head, parent), move_head=move_head)
-        times = [utcnow() for _ in rows]
-        values = [_insert_values(conversation_id, row, before, moment)
-                  for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)]
-        if len(values) == 1:
-            db.execute(_INSERT_MESSAGE, values[0])  # an append, the common case: no batch machinery
+        if len(rows) == 1:  # an append, the common case: no batch machinery, no lists
+            row = rows[0]
+            moment = utcnow()
+            updated_at = format_time(moment)
+            db.execute(_INSERT_MESSAGE, _insert_values(conversation_id, row, parent, updated_at))
+            times: Sequence[datetime] = (moment,)
+            if row.blobs:
+                keep_attachments(db, [(row.id, row.blobs)])
         else:
+            times = [utcnow() for _ in rows]
+            values = [_insert_values(conversation_id, row, before, format_time(moment))
+                      for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)]
             db.executemany(_INSERT_MESSAGE, values)
-        uses = [(row.id, row.blobs) for row in rows if row.blobs]
-        if uses:
-            keep_attachments(db, uses)
+            updated_at = values[-1][7]  # the last message's created_at, formatted once
+            uses = [(row.id, row.blobs) for row in rows if row.blobs]
+            if uses:
+                keep_attachments(db, uses)
         keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
         if keyed:
             db.executemany("INSERT INTO message_keys (key, message_id, conversation_id) VALUES (?, ?, ?)"
                            " ON CONFLICT (key) DO UPDATE SET message_id = excluded.message_id,"
                            " conversation_id = excluded.conversation_id", keyed)
-        updated_at = values[-1][7]  # the last message's created_at, formatted once
         if moved:
             db.execute("UPDATE conversations SET updated_at = ?, head_id = ? WHERE id = ?",
                        (updated_at, rows[-1].id, conversation_id))
