@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,34 @@ def test_checked_first_hands_out_what_it_was_given() -> None:
     assert out[0].checked and out[2].checked
     assert out[1] is big and list(out[1].messages) == messages(7)
     assert out[2].messages == []
+
+
+class Tagged(dict):  # type: ignore[type-arg]
+    """A dict of a type marshal does not take: its batch is pickled instead."""
+
+
+def test_values_marshal_cannot_carry_come_back_from_a_spool_as_they_went_in() -> None:
+    odd = messages(6)
+    odd[1].created_at = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))  # another zone
+    odd[2].created_at = datetime(2024, 5, 1, 12, 0)  # naive
+    odd[4].metadata = Tagged(x=1)
+    for batch in ([odd[0], odd[1]], [odd[2], odd[3]], [odd[4], odd[5]], messages(3)):
+        back = bulk._decode(bulk._encode(batch))
+        assert back == batch
+        assert [type(m.metadata) for m in back] == [type(m.metadata) for m in batch]
+        assert [m.created_at.tzinfo if m.created_at else None for m in back] == \
+            [m.created_at.tzinfo if m.created_at else None for m in batch]
+
+
+def test_every_field_of_a_message_comes_back_from_a_spool() -> None:
+    """A field added to ImportMessage and forgotten by the spool's marshal rows would come back as its default."""
+    full = ImportMessage({"role": "assistant", "content": "x"}, key="k", parent_key="p",
+                         created_at=datetime(2024, 5, 1, 12, 0, 1, 5, tzinfo=timezone.utc), model="m",
+                         status="incomplete", usage={"total_tokens": 3}, finish_reason="length",
+                         metadata={"a": [1]}, kind="summary")
+    defaults = ImportMessage({"role": "user", "content": "y"})
+    assert all(getattr(full, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(ImportMessage))
+    assert bulk._decode(bulk._encode([full])) == [full]
 
 
 # -- validation's fast path --------------------------------------------------------------------
@@ -223,6 +252,56 @@ def test_the_depth_limit_is_the_same_for_a_conversation_decoded_whole_or_walked(
         stored(too_deep, tmp_path / "deep.db")
 
 
+def test_a_spilled_mapping_prepares_each_node_once_as_it_is_read() -> None:
+    # Issue 17: each node of a spilled mapping was decoded twice, once read and once again on the walk.
+    seen: list[str] = []
+
+    def prepare(key: str, node: Any) -> Any:
+        seen.append(key)
+        if key == "bad":
+            raise ValueError("prepared on the walk, where its error belongs")
+        return {"text": node["text"].upper(), "parts": [1.5, None, True]}
+
+    nodes = chatgpt_stream.Nodes(prepare)
+    values = {f"n{n}": {"text": f"node {n} ü 😀 \ud800"} for n in range(5)}
+    values["bad"] = {"text": "x"}
+    for number, (key, node) in enumerate(values.items()):
+        nodes.add(key, node, json.dumps(node), chatgpt_stream.SPILL_CHARS + number)  # spilled from the first
+    assert nodes.spilled and seen == list(values)
+    assert [nodes.prepared(f"n{n}") for n in (4, 0, 2)] == [prepare(f"n{n}", values[f"n{n}"]) for n in (4, 0, 2)]
+    assert seen == [*values, "n4", "n0", "n2"]  # read back, not prepared again
+    with pytest.raises(ValueError, match="where its error belongs"):
+        nodes.prepared("bad")
+    assert nodes.whole() == values  # the nodes themselves too, for a conversation hashed whole
+
+
+def test_a_spilled_export_zip_brings_its_files_as_one_held_whole(samples: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_attachment_files import IMAGES, SMALL, export_zip
+    from test_attachments import picture
+
+    archive = export_zip(tmp_path / "export.zip", [json.loads((samples / IMAGES).read_text())], {
+        "file_1-3b1f0c2e-8d1a-4c55-9a55-0f7a0f3c1d11.png": picture("PNG", SMALL, 1),
+        "user-abc/file_2-2d0c9f3e-1b6a-4f9e-8c1d-5e2a4b6c8d0f.png": picture("WEBP", SMALL, 2),
+    })
+
+    def imported(db: Path) -> tuple[Any, ...]:
+        store = open_store(db)
+        warnings: list[str] = []
+        try:
+            [chat_id] = store.import_conversations(read_conversations(archive, warnings=warnings)).conversation_ids
+            # (No times: this sample has none, and the import stands its own in.)
+            return ([(m.message, m.parent_id is None, m.metadata) for m in store.find_messages(chat_id, kind="chat")],
+                    warnings, store.attachment_stats())
+        finally:
+            store.close()
+
+    whole = imported(tmp_path / "whole.db")
+    monkeypatch.setattr(chatgpt_stream, "SPILL_CHARS", 0)
+    assert imported(tmp_path / "spilled.db") == whole
+    assert whole[2]["attachments"] == 2 and len(whole[1]) == 3  # the files came, and the missing ones were named
+
+
 # -- detection ---------------------------------------------------------------------------------
 
 
@@ -291,3 +370,30 @@ def test_a_conversation_twice_in_one_import_is_added_to_not_repeated(tmp_path: P
     assert [m["content"] for m in store.conversation(a.id).messages] == [f"a {n}" for n in range(5)]
     assert store.check_integrity() == []
     store.close()
+
+
+def test_the_search_index_after_a_bulk_import_holds_what_appends_one_by_one_give(tmp_path: Path) -> None:
+    # Rows written 500 to an INSERT, across conversations, index the same words as one message a transaction.
+    texts = ["Café ☕ costs $5 + tip", "東京 tower at dusk", "x" * 300 + " long-word and_under_score", "",
+             "plain ascii words only", "emoji 👩‍💻 and NUL \x00 inside", "Straße STRASSE strasse"]
+    conversations = [ImportConversation([ImportMessage({"role": "user" if n % 2 == 0 else "assistant",
+                                                        "content": f"{texts[(c + n) % len(texts)]} {c}-{n}"},
+                                                       key=f"{c}-{n}", parent_key=f"{c}-{n - 1}" if n else None)
+                                         for n in range(9)], key=f"c{c}", id=f"c{c}") for c in range(130)]
+    bulked, appended = open_store(tmp_path / "bulk.db"), open_store(tmp_path / "append.db")
+    assert isinstance(bulked, SQLiteStore) and isinstance(appended, SQLiteStore)
+    bulked.import_conversations(conversations)
+    for item in conversations:
+        conversation = appended.conversation(item.id or "", create=True)
+        for imported in item.messages:
+            conversation.append(imported.message)
+
+    def index(store: SQLiteStore) -> list[tuple[Any, ...]]:
+        return store._db.execute("SELECT m.conversation_id, m.text, f.words FROM messages m"
+                                 " JOIN messages_fts f ON f.rowid = m.seq ORDER BY m.seq").fetchall()
+
+    assert index(bulked) == index(appended) and len(index(bulked)) == 130 * 9
+    for store in (bulked, appended):
+        store._db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')")
+        assert [hit.message.message["content"] for hit in store.search("tower 5-3")] == ["東京 tower at dusk 5-3"]
+        store.close()

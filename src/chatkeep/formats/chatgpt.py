@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 from ..errors import FormatError
 from ..store.base import MessageStatus
@@ -41,7 +41,7 @@ from ._source import (
 )
 from ._tree import newest_leaf
 from .chatgpt_content import map_message
-from .chatgpt_files import Attacher, ExportFiles
+from .chatgpt_files import Attacher, ExportFiles, points_to_files
 from .chatgpt_stream import Nodes, read_conversation
 
 __all__ = ["read_chatgpt"]
@@ -69,7 +69,7 @@ def _items(stream: IO[bytes], label: str) -> Iterator[tuple[str, Any]]:
         yield from _listed(scanner, label)
         return
     try:
-        item = read_conversation(scanner, 1)
+        item = read_conversation(scanner, 1, _prepare)
         scanner.finish()
     except ScanError as exc:
         if exc.deep:
@@ -87,7 +87,7 @@ def _listed(scanner: JsonScanner, label: str) -> Iterator[tuple[str, Any]]:
         if scanner.peek() not in ("[", ""):
             raise FormatError("expected a JSON array of conversations", file=label)
         for count in scanner.items():
-            yield f"conversations[{count}]", read_conversation(scanner, 2)
+            yield f"conversations[{count}]", read_conversation(scanner, 2, _prepare)
         count += 1
         scanner.finish()
     except ScanError as exc:
@@ -152,10 +152,16 @@ def _status(message: dict[str, Any], meta: dict[str, Any]) -> tuple[MessageStatu
     return status, _FINISH_REASONS.get(finish) if isinstance(finish, str) else None
 
 
-def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str, label: str,
-             default_time: datetime | None, attacher: Attacher) -> ImportMessage | None:
-    """One node as a message to import, or ``None`` when the node is left out."""
-    message = node.get("message")
+#: What :func:`_prepare` makes of a node: role, text, the message itself when its files matter (else None),
+#: its create_time as the file has it, model, status, finish reason, metadata. Plain values: a spilled
+#: conversation's nodes are written to disk as these (see :class:`.chatgpt_stream.Nodes`).
+_Prepared = tuple[str, str, Optional[dict[str, Any]], Any, Optional[str], MessageStatus, Optional[str], dict[str, Any]]
+
+
+def _prepare(key: str, node: Any) -> _Prepared | None:
+    """All of a node's message that does not depend on where it sits or on the export's files; ``None`` when the
+    node is left out. Made as the node is read when a conversation is too large to hold (no second decode)."""
+    message = node.get("message") if isinstance(node, dict) else None
     if not isinstance(message, dict):
         return None
     mapped = map_message(message)
@@ -165,7 +171,6 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     hidden = meta.get("is_visually_hidden_from_conversation") is True
     if hidden and not mapped.text.strip():
         return None
-    body = checked_message(attacher.body(mapped.role, mapped.text, message), field, label)
     author = as_dict(message.get("author"))
     original = {
         "node_id": key,
@@ -180,14 +185,19 @@ def _message(key: str, node: dict[str, Any], parent_key: str | None, field: str,
     status, finish_reason = _status(message, meta)
     by_assistant = author.get("role") == "assistant"
     model = meta.get("model_slug")
-    return ImportMessage(
-        body, key=key, parent_key=parent_key,
-        created_at=epoch(message.get("create_time")) or default_time,
-        model=model if by_assistant and isinstance(model, str) else None,
-        status=status, finish_reason=finish_reason if by_assistant else None,
-        metadata={"chatgpt": {name: value for name, value in original.items()
-                              if isinstance(value, (str, bool))}},
-    )
+    return (mapped.role, mapped.text, message if points_to_files(message) else None, message.get("create_time"),
+            model if by_assistant and isinstance(model, str) else None, status,
+            finish_reason if by_assistant else None,
+            {"chatgpt": {name: value for name, value in original.items() if isinstance(value, (str, bool))}})
+
+
+def _message(key: str, prepared: _Prepared, parent_key: str | None, field: str, label: str,
+             default_time: datetime | None, attacher: Attacher) -> ImportMessage:
+    """A prepared node as a message to import, under ``parent_key``, with the files it points to."""
+    role, text, message, create_time, model, status, finish_reason, metadata = prepared
+    body = checked_message(attacher.body(role, text, message), field, label)
+    return ImportMessage(body, key=key, parent_key=parent_key, created_at=epoch(create_time) or default_time,
+                         model=model, status=status, finish_reason=finish_reason, metadata=metadata)
 
 
 def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> ImportConversation | None:
@@ -216,7 +226,9 @@ def _conversation(item: Any, where: str, report: Report, attacher: Attacher) -> 
     for key in order:
         parent = nodes[key][0]
         anchor = None if key in orphans or not isinstance(parent, str) else kept_of.get(parent)
-        imported = _message(key, mapping[key], anchor, f"{where}.mapping[{key!r}]", label, created, attacher)
+        prepared = mapping.prepared(key)
+        imported = None if prepared is None else _message(key, prepared, anchor, f"{where}.mapping[{key!r}]", label,
+                                                          created, attacher)
         kept_of[key] = key if imported is not None else anchor
         if imported is not None:
             messages.append(imported)

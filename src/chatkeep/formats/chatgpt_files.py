@@ -49,7 +49,7 @@ from ..store.attachments import sniff_media_type
 from ._source import READ_ERRORS, Report, as_dict, first_line
 from .chatgpt_content import _part_text
 
-__all__ = ["MAX_FILE", "Attacher", "ExportFile", "ExportFiles", "media_part", "pointer_id"]
+__all__ = ["MAX_FILE", "Attacher", "ExportFile", "ExportFiles", "media_part", "pointer_id", "points_to_files"]
 
 #: The largest file taken from an export (the API takes at most 50 MB in one file part); larger ones stay placeholders.
 MAX_FILE = 50 * 2**20
@@ -193,6 +193,20 @@ def _chart_pointers(message: dict[str, Any]) -> list[str]:
             if isinstance(item, dict) and isinstance(item.get("image_url"), str) and item["image_url"]]
 
 
+def points_to_files(message: dict[str, Any]) -> bool:
+    """Whether :meth:`Attacher.body` reads more of ``message`` than its role and text: it has content parts,
+    attachments or charts. Of any other message it makes ``{"role", "content": text}``, files or not."""
+    content = message.get("content")
+    if isinstance(content, dict) and content.get("content_type") == "multimodal_text" \
+            and isinstance(content.get("parts"), list) and content["parts"]:
+        return True
+    meta = message.get("metadata")
+    # Most messages have neither key: no need to look further.
+    if not isinstance(meta, dict) or ("attachments" not in meta and "aggregate_result" not in meta):
+        return False
+    return bool(_attachments(message) or _chart_pointers(message))
+
+
 def _parts_of(pieces: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
     """Content parts: each run of texts one text part (joined by newlines, as the plain import joins them)."""
     parts: list[dict[str, Any]] = []
@@ -240,8 +254,13 @@ class Attacher:
         found = self._found[key]
         return found if isinstance(found, ExportFile) else None
 
-    def body(self, role: str, text: str, message: dict[str, Any]) -> dict[str, Any]:
-        """The chat message for a ChatGPT message whose role and text are chosen, with the files it points to."""
+    def body(self, role: str, text: str, message: dict[str, Any] | None) -> dict[str, Any]:
+        """The chat message for a ChatGPT message whose role and text are chosen, with the files it points to.
+
+        ``message`` None: one that points to none (see :func:`points_to_files`).
+        """
+        if message is None:
+            return {"role": role, "content": text}
         content = as_dict(message.get("content"))
         parts = content.get("parts") if content.get("content_type") == "multimodal_text" else None
         parts = parts if isinstance(parts, list) else []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import operator
 import pickle
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, overload
 
 from ..errors import StoreError
@@ -23,7 +24,7 @@ __all__ = ["ImportConversation", "ImportMessage", "ImportPlan", "ImportSummary",
 
 #: How many messages of one conversation are planned and written at a time.
 PLAN_BATCH = 2000
-#: How many messages a :class:`MessageSpool` pickles at once.
+#: How many messages a :class:`MessageSpool` writes at once.
 SPOOL_RECORD = 64
 
 
@@ -67,9 +68,10 @@ class ImportConversation:
     checked: bool = False
 
 
-# An ImportMessage's fields in order, as one tuple: a spool pickles messages as these, which reads back in
-# about half the time pickle takes to rebuild dataclass instances.
+# An ImportMessage's fields in order, as one tuple: what a spool writes when marshal cannot (see _encode).
 _FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ImportMessage)))
+_UTC = timezone.utc
+_MARSHALLED, _PICKLED = b"m", b"p"
 
 
 def _pack(messages: Iterable[ImportMessage]) -> list[tuple[Any, ...]]:
@@ -80,14 +82,53 @@ def _unpack(rows: Iterable[tuple[Any, ...]]) -> list[ImportMessage]:
     return [ImportMessage(*row) for row in rows]
 
 
+def _encode(messages: list[ImportMessage]) -> bytes:
+    """Messages as bytes for a spool: by ``marshal`` when it can write them, else by ``pickle``.
+
+    marshal writes and reads plain values (the JSON values a message is made
+    of) in about half pickle's time; it takes no datetime, so a UTC time goes
+    as its fields. A time in another zone, or a value marshal refuses (it
+    takes only the exact built-in types), sends the batch to pickle.
+    """
+    rows = []
+    for m in messages:
+        moment, when = m.created_at, None
+        if moment is not None:
+            if type(moment) is not datetime or moment.tzinfo is not _UTC or moment.fold:
+                return _PICKLED + pickle.dumps(_pack(messages), protocol=pickle.HIGHEST_PROTOCOL)
+            when = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                    moment.microsecond)
+        rows.append((m.message, m.key, m.parent_key, when, m.model, m.status, m.usage, m.finish_reason, m.metadata,
+                     m.kind))
+    try:
+        return _MARSHALLED + marshal.dumps(rows)
+    except ValueError:  # a value of a type marshal does not take
+        return _PICKLED + pickle.dumps(_pack(messages), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _utc(year: int, month: int, day: int, hour: int, minute: int, second: int, microsecond: int) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, _UTC)
+
+
+def _decode(data: bytes) -> list[ImportMessage]:
+    """The messages :func:`_encode` wrote."""
+    if data[:1] == _PICKLED:
+        return _unpack(pickle.loads(memoryview(data)[1:]))  # noqa: S301 - our own spool
+    return [ImportMessage(message, key, parent, None if when is None else _utc(*when), model, status, usage, finish,
+                          metadata, kind)
+            for message, key, parent, when, model, status, usage, finish, metadata, kind
+            in marshal.loads(memoryview(data)[1:])]
+
+
 class MessageSpool(Sequence[ImportMessage]):
     """Messages kept in a private temporary file instead of memory, read back in order (or by position).
 
     An importer fills one for a conversation too large to hold whole (one
     200 MB ChatGPT conversation); the import then reads it a batch at a time.
-    Messages are pickled :data:`SPOOL_RECORD` at a time, as tuples: one pickle
-    per message spent more on pickle's per-call work (each time and its zone,
-    each dataclass's reduction) than on the messages.
+    Messages are written :data:`SPOOL_RECORD` at a time, as tuples of plain
+    values (see :func:`_encode`): one pickle per message spent more on pickle's
+    per-call work (each time and its zone, each dataclass's reduction) than on
+    the messages.
     """
 
     def __init__(self) -> None:
@@ -103,7 +144,7 @@ class MessageSpool(Sequence[ImportMessage]):
         self._pending.append(message)
         self._count += 1
         if len(self._pending) >= SPOOL_RECORD:
-            data = pickle.dumps(_pack(self._pending), protocol=pickle.HIGHEST_PROTOCOL)
+            data = _encode(self._pending)
             self._file.seek(self._end)
             self._file.write(data)
             self._records.append((self._end, len(data)))
@@ -137,8 +178,7 @@ class MessageSpool(Sequence[ImportMessage]):
         if self._read is None or self._read[0] != number:
             offset, size = self._records[number]
             self._file.seek(offset)
-            rows = pickle.loads(self._file.read(size))  # noqa: S301 - our own spool
-            self._read = number, _unpack(rows)
+            self._read = number, _decode(self._file.read(size))
         return self._read[1]
 
     def _between(self, start: int, stop: int) -> Iterator[ImportMessage]:
@@ -314,7 +354,7 @@ def checked_first(conversations: Iterable[ImportConversation]) -> Iterator[Impor
                 pickle.dump(len(spooled), spool, protocol=pickle.HIGHEST_PROTOCOL)
                 spooled.append(item)
             else:
-                packed = (dataclasses.replace(item, messages=[]), _pack(item.messages))
+                packed = (dataclasses.replace(item, messages=[]), _encode(list(item.messages)))
                 pickle.dump(packed, spool, protocol=pickle.HIGHEST_PROTOCOL)
         spool.seek(0)
         while True:
@@ -326,8 +366,8 @@ def checked_first(conversations: Iterable[ImportConversation]) -> Iterator[Impor
                 index, loaded = loaded, spooled[loaded]
                 spooled[index] = None  # let it go once handed out
             else:
-                loaded, rows = loaded
-                loaded.messages = _unpack(rows)
+                loaded, data = loaded
+                loaded.messages = _decode(data)
             yield loaded
 
 
