@@ -245,6 +245,61 @@ def test_a_chatgpt_export_zip_imports_like_its_conversations_json(samples: Path,
     assert again.messages_added == 0
 
 
+# ChatGPT's larger exports (since early 2026) hold conversations-000.json, conversations-001.json, ...
+# and no conversations.json; the rest of the zip is as before.
+PARTS = ["chatgpt/librechat_chatgpt-export.json", "chatgpt/chatgpt2graph_conversations.json",
+         "chatgpt/DERIVED_pkuppens_subset_4convs.json"]
+
+
+def split_export(samples: Path, archive: Path, names: list[str]) -> Path:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, part in zip(names, PARTS, strict=True):
+            zf.write(samples / part, name)
+        zf.writestr("export_manifest.json", "{}")
+        zf.writestr("chat.html", "<html></html>")
+        zf.writestr("user.json", "{}")
+    return archive
+
+
+def test_a_chatgpt_export_split_into_numbered_parts_imports_every_part(samples: Path, store: SQLiteStore,
+                                                                       tmp_path: Path) -> None:
+    # The parts are read by their number, not their order in the zip: 2 before 10.
+    archive = split_export(samples, tmp_path / "export.zip",
+                           ["conversations-000.json", "conversations-010.json", "conversations-002.json"])
+    assert detect_format(archive) == "chatgpt"
+    summary = load(store, archive)
+    with open_store(tmp_path / "apart.db") as apart:
+        wholes = [load(apart, samples / PARTS[at]) for at in (0, 2, 1)]
+        expected = counts(apart)
+        titles = [apart.get_conversation(cid).title for whole in wholes for cid in whole.conversation_ids]
+    assert (summary.conversations_created, summary.messages_added) == expected
+    assert [store.get_conversation(cid).title for cid in summary.conversation_ids] == titles
+    again = load(store, archive)
+    assert (again.conversations_created, again.messages_added) == (0, 0)
+
+
+def test_a_broken_part_of_a_split_export_is_named(samples: Path, store: SQLiteStore, tmp_path: Path) -> None:
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(samples / PARTS[0], "conversations-000.json")
+        zf.writestr("conversations-001.json", json.dumps([{"id": "c1", "mapping": 5}]))
+    with pytest.raises(FormatError, match=r"export\.zip!conversations-001\.json: conversations\[0\]\.mapping"):
+        list(read_conversations(archive))
+    warnings: list[str] = []
+    summary = load(store, archive, warnings)
+    assert summary.conversations_created == 2
+    assert len(warnings) == 1 and "export.zip!conversations-001.json: conversations[0].mapping" in warnings[0]
+
+
+def test_a_zip_with_conversations_json_reads_it_and_not_stray_parts(samples: Path, store: SQLiteStore,
+                                                                      tmp_path: Path) -> None:
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(samples / PARTS[0], "conversations.json")
+        zf.write(samples / PARTS[1], "old/conversations-000.json")
+    assert (load(store, archive).conversations_created, counts(store)[1]) == (2, 19)
+
+
 def test_multimodal_thoughts_and_custom_instructions(store: SQLiteStore, tmp_path: Path) -> None:
     def node(key: str, parent: str | None, role: str, content: dict[str, object], **extra: object) -> dict[str, object]:
         return {"id": key, "parent": parent, "children": [],
@@ -526,7 +581,7 @@ def test_a_zip_without_an_export_and_an_empty_file_are_refused(tmp_path: Path) -
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.png", b"\x89PNG")
-    with pytest.raises(FormatError, match="without conversations.json"):
+    with pytest.raises(FormatError, match=r"without conversations.json \(or conversations-000.json and the rest\)"):
         detect_format(archive)
     empty = tmp_path / "empty.json"
     empty.write_bytes(b"")

@@ -11,10 +11,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import IO, Any, TypeVar, Union
@@ -42,6 +43,7 @@ __all__ = [
     "json_object_array",
     "load_json",
     "moment",
+    "export_parts",
     "open_export",
     "open_export_archive",
     "open_plain",
@@ -64,6 +66,9 @@ MAX_ZIP_ENTRY = 2 * 2**30
 MAX_ZIP_RATIO = 200
 ZIP_RATIO_FLOOR = 2**20
 EXPORT_ENTRY = "conversations.json"
+#: Since 2026 ChatGPT splits a large export's conversations over numbered files,
+#: ``conversations-000.json``, ``conversations-001.json``, ..., each a JSON array.
+EXPORT_PART = re.compile(r"conversations-(\d+)\.json")
 
 _BOM = b"\xef\xbb\xbf"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -265,14 +270,26 @@ def _check_entries(archive: zipfile.ZipFile, label: str) -> None:
             )
 
 
-def _export_entry(archive: zipfile.ZipFile, label: str) -> zipfile.ZipInfo:
-    candidates = [info for info in archive.infolist()
-                  if not info.is_dir() and info.filename.replace("\\", "/").split("/")[-1] == EXPORT_ENTRY]
-    if not candidates:
-        raise FormatError(f"a zip archive without {EXPORT_ENTRY}: not a ChatGPT, claude.ai or DeepSeek export",
-                          file=label)
-    # The export keeps it at the top; a re-zipped folder puts it one level down.
-    return min(candidates, key=lambda info: info.filename.count("/"))
+def _base_name(info: zipfile.ZipInfo) -> str:
+    return info.filename.replace("\\", "/").split("/")[-1]
+
+
+def _depth(info: zipfile.ZipInfo) -> int:
+    return info.filename.replace("\\", "/").count("/")
+
+
+def _export_entries(archive: zipfile.ZipFile, label: str) -> list[zipfile.ZipInfo]:
+    """The entries holding the conversations: ``conversations.json``, or else its numbered parts in order."""
+    files = [info for info in archive.infolist() if not info.is_dir()]
+    whole = [info for info in files if _base_name(info) == EXPORT_ENTRY]
+    if whole:  # the export keeps it at the top; a re-zipped folder puts it one level down
+        return [min(whole, key=_depth)]
+    numbered = {info: int(found[1]) for info in files if (found := EXPORT_PART.fullmatch(_base_name(info)))}
+    if not numbered:
+        raise FormatError(f"a zip archive without {EXPORT_ENTRY} (or conversations-000.json and the rest):"
+                          " not a ChatGPT, claude.ai or DeepSeek export", file=label)
+    top = min(map(_depth, numbered))
+    return sorted((info for info in numbered if _depth(info) == top), key=numbered.__getitem__)
 
 
 @contextmanager
@@ -292,7 +309,24 @@ def open_export_archive(path: PathLike) -> Iterator[tuple[IO[bytes], str, zipfil
     """Like :func:`open_export`, with the zip itself (``None`` for a plain file) to read the files beside it.
 
     The archive stays open, and its other entries readable, while the
-    ``conversations.json`` entry is being streamed.
+    ``conversations.json`` entry is being streamed. Of an export split into
+    numbered parts, this is the first (:func:`export_parts` reads them all).
+    """
+    parts = export_parts(path)
+    try:
+        yield next(parts)
+    finally:
+        parts.close()
+
+
+def export_parts(path: PathLike) -> Generator[tuple[IO[bytes], str, zipfile.ZipFile | None], None, None]:
+    """Each file of an export in turn: a plain file, a zip's ``conversations.json``, or each of its numbered parts.
+
+    Yields ``(stream, label, archive)``: the stream is open until the next part
+    is asked for, the label names the file (a zip's: ``<path>!<entry>``), and
+    the archive (``None`` for a plain file) stays open throughout. A zip is
+    checked whole before anything is read: entries named outside the archive
+    (``../x``, ``/etc/x``), and absurd sizes or compression ratios, refuse the file.
     """
     label = os.fspath(path)
     try:
@@ -311,18 +345,18 @@ def open_export_archive(path: PathLike) -> Iterator[tuple[IO[bytes], str, zipfil
             raise FormatError(f"not a readable zip archive: {first_line(exc)}", file=label) from exc
         with archive:
             _check_entries(archive, label)
-            entry = _export_entry(archive, label)
-            inner = f"{label}!{entry.filename}"
-            try:
-                member = archive.open(entry)
-            except (*READ_ERRORS, ValueError) as exc:
-                raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
-            with member:
+            for entry in _export_entries(archive, label):
+                inner = f"{label}!{entry.filename}"
                 try:
-                    _skip_bom(member)  # an entry of a file on disk can seek back to 0
+                    member = archive.open(entry)
                 except (*READ_ERRORS, ValueError) as exc:
                     raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
-                yield member, inner, archive
+                with member:
+                    try:
+                        _skip_bom(member)  # an entry of a file on disk can seek back to 0
+                    except (*READ_ERRORS, ValueError) as exc:
+                        raise FormatError(f"cannot read {entry.filename}: {first_line(exc)}", file=label) from exc
+                    yield member, inner, archive
 
 
 def json_array(stream: IO[bytes], label: str, what: str) -> Iterator[tuple[int, Any]]:

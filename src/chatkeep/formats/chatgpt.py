@@ -19,8 +19,10 @@ and files in the export's zip join them, in :mod:`.chatgpt_files`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from typing import IO, Any, Optional
 
 from ..errors import FormatError
@@ -36,8 +38,8 @@ from ._source import (
     checked_message,
     content_hash,
     epoch,
+    export_parts,
     first_line,
-    open_export_archive,
 )
 from ._tree import newest_leaf
 from .chatgpt_content import map_message
@@ -101,13 +103,16 @@ def _listed(scanner: JsonScanner, label: str) -> Iterator[tuple[str, Any]]:
 
 
 def read_chatgpt(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
-    """Yield the conversations of a ChatGPT export one at a time."""
-    with open_export_archive(path) as (stream, label, archive):
-        report = Report(label, warnings)
-        attacher = Attacher(ExportFiles(archive, report) if archive is not None else None, report)
-        yield from report.each(_items(stream, label), lambda item, where: _conversation(item, where, report, attacher))
+    """Yield the conversations of a ChatGPT export one at a time (of each of its numbered parts, in order)."""
+    report = Report(os.fspath(path), warnings)
+    attacher: Attacher | None = None
+    for stream, label, archive in export_parts(path):
+        report.label = label  # what a record's error names: the part it is in
+        if attacher is None:
+            attacher = Attacher(ExportFiles(archive, report) if archive is not None else None, report)
+        yield from report.each(_items(stream, label), partial(_conversation, report=report, attacher=attacher))
+    if attacher is not None:
         attacher.finish()
-
 
 
 def _walk(nodes: dict[str, tuple[Any, Any]]) -> tuple[list[str], dict[str, str]]:

@@ -36,12 +36,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from ..errors import FormatError
 from ..store.bulk import ImportConversation, ImportMessage
 from ._replies import Reply
-from ._source import PathLike, Report, as_str, checked_message, iso_time, json_array, open_export
+from ._source import PathLike, Report, as_str, checked_message, export_parts, iso_time, json_array
 from ._tree import last_leaf, tree_order
 
 __all__ = ["read_claude"]
@@ -52,10 +53,10 @@ _ZERO = re.compile(r"0{8}-0{4}-[0-9a-f]0{3}-[0-9a-f]0{3}-0{12}")
 
 def read_claude(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
     """Yield the conversations of a claude.ai export one at a time; one with no messages is left out."""
-    with open_export(path) as (stream, label):
+    for stream, label, _archive in export_parts(path):  # a zip's conversations.json, or each of its numbered parts
         report = Report(label, warnings)
         records = ((f"conversations[{index}]", item) for index, item in json_array(stream, label, "conversations"))
-        yield from report.each(records, lambda item, where: _conversation(item, where, report))
+        yield from report.each(records, partial(_conversation, report=report))
 
 
 

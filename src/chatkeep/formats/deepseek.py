@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from typing import IO, Any
 
 from ..errors import FormatError
 from ..store.base import MessageStatus
 from ..store.bulk import ImportConversation, ImportMessage
-from ._source import PathLike, Report, as_dict, as_str, checked_message, json_array, load_json, moment, open_export
+from ._source import PathLike, Report, as_dict, as_str, checked_message, export_parts, json_array, load_json, moment
 from ._tree import newest_leaf, tree_order
 
 __all__ = ["read_deepseek"]
@@ -44,12 +45,16 @@ _KEPT = ("files", "thinking_enabled", "search_enabled", "accumulated_token_usage
 
 def read_deepseek(path: PathLike, warnings: list[str] | None) -> Iterator[ImportConversation]:
     """Yield the chat of a saved history, or each chat of an account export."""
-    with open_export(path) as (stream, label):
+    exported = False
+    for stream, label, _archive in export_parts(path):  # a zip's conversations.json, or each of its numbered parts
+        if not exported and not _starts_array(stream):
+            break  # a saved history: one chat object
+        exported = True
         report = Report(label, warnings)
-        if _starts_array(stream):
-            records = ((f"conversations[{index}]", item) for index, item in json_array(stream, label, "conversations"))
-            yield from report.each(records, lambda item, where: _exported(item, where, report))
-            return
+        records = ((f"conversations[{index}]", item) for index, item in json_array(stream, label, "conversations"))
+        yield from report.each(records, partial(_exported, report=report))
+    if exported:
+        return
     conversation = _history(load_json(path, os.fspath(path)), Report(os.fspath(path), warnings))
     if conversation is not None:
         yield conversation

@@ -2,7 +2,8 @@
 
 - An SQLite database is told by its tables: llm's ``logs.db``, an Agents SDK
   session, LangChain's ``message_store``.
-- A zip holding ``conversations.json`` is a ChatGPT, claude.ai or DeepSeek
+- A zip holding ``conversations.json`` (or, as ChatGPT's larger exports do,
+  ``conversations-000.json`` and its next parts) is a ChatGPT, claude.ai or DeepSeek
   export, told as that file is.
 - A JSON array is told by its first element: ``mapping`` is a ChatGPT
   conversation (a DeepSeek one when its messages have ``fragments``),
@@ -268,11 +269,11 @@ def detect_format(path: PathLike) -> str:
     if is_sqlite(path):
         return database_format(path)
     with open_export(path) as (stream, inner):
-        if inner != label:  # a zip holding conversations.json: ChatGPT's, claude.ai's or DeepSeek's
+        if inner != label:  # a zip holding conversations.json (or its numbered parts): ChatGPT's, claude.ai's...
             found = _from_array(stream, inner, path)
             if found not in ("chatgpt", "claude", "deepseek"):
-                raise FormatError(f"conversations.json holds {found} records, not an export chatkeep reads from a zip",
-                                  file=label)
+                raise FormatError(f"{inner[len(label) + 1:]} holds {found} records, not an export chatkeep reads"
+                                  " from a zip", file=label)
             return found
     with open_plain(path) as stream:
         position = stream.tell()
