@@ -20,6 +20,7 @@ from append import message  # benchmarks/append.py: the same messages as the sin
 
 from chatkeep import open_store
 from chatkeep.store.bulk import ImportConversation, ImportMessage
+from chatkeep.store.pinned import pinned_of
 
 from .common import CHATKEEP_DURABILITY
 
@@ -330,8 +331,10 @@ class SchemaFloor(System):
         # chatkeep's append: take the write lock, read the head, insert the row under it, move the head.
         db.execute("BEGIN IMMEDIATE")
         head = db.execute("SELECT head_id FROM conversations WHERE id = ?", (self.conversation,)).fetchone()[0]
+        # The row names its nearest system or developer ancestor, read from its parent, as chatkeep's does.
         db.execute("INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-                   " metadata) VALUES (?, ?, ?, 'chat', ?, ?, ?, '2026-01-01T00:00:00.000000Z', 'complete', '{}')",
+                   " metadata, pinned_ancestor) VALUES (?1, ?2, ?3, 'chat', ?4, ?5, ?6, '2026-01-01T00:00:00.000000Z',"
+                   f" 'complete', '{{}}', {pinned_of('?3')})",
                    (row_id, self.conversation, head, body["role"], json.dumps(body), body["content"]))
         db.execute("UPDATE conversations SET head_id = ?, updated_at = '2026-01-01T00:00:00.000000Z' WHERE id = ?",
                    (row_id, self.conversation))
