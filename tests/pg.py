@@ -10,8 +10,9 @@ server the tests skip, saying why, except on CI, where they fail.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -72,6 +73,21 @@ def admin(url: str | None = None) -> Connection[Any]:
     import psycopg
 
     return psycopg.connect(url or require_server(), autocommit=True)
+
+
+def start_failing(work: Callable[[], object]) -> tuple[threading.Thread, list[Exception]]:
+    """Run ``work`` in a started thread; the list collects what it raises, the failure a test then checks."""
+    failures: list[Exception] = []
+
+    def run() -> None:
+        try:
+            work()
+        except Exception as exc:  # the failure under test, checked by the caller
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, failures
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from chatkeep.store.bulk import ImportConversation, ImportMessage
 from chatkeep.store.postgres import PostgresStore
 from chatkeep.store.postgres_schema import SCHEMA_VERSION
 from fakeopenai import FakeOpenAI, slow, text
-from pg import admin, with_options
+from pg import admin, start_failing, with_options
 from strategies import messages
 
 # The contract's tests for every backend take a `store` fixture that covers the file
@@ -460,18 +460,9 @@ def test_a_write_cut_off_midway_fails_clearly_and_saves_nothing(
     store, application = named_store
     conv = store.new_conversation("c")
     conv.append(user("kept"))
-    failures: list[Exception] = []
-
-    def append() -> None:
-        try:
-            conv.append(user("lost"))
-        except Exception as exc:  # the failure under test, checked below
-            failures.append(exc)
-
     with admin(postgres_url) as locker, admin(postgres_url) as watcher, locker.transaction():
         locker.execute("SELECT 1 FROM conversations WHERE id = 'c' FOR UPDATE")  # the append waits here
-        writer = threading.Thread(target=append)
-        writer.start()
+        writer, failures = start_failing(lambda: conv.append(user("lost")))
         _terminate(watcher, _wait_for(lambda: _backends(watcher, application, waiting=True)))
         writer.join(timeout=30)
     [failure] = failures

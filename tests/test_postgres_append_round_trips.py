@@ -27,7 +27,7 @@ from chatkeep import StoreError, open_store
 from chatkeep.store.postgres import PostgresStore
 from chatkeep.store.postgres_search import _MAX_POSITIONS, _few_words, _many_words
 from chatkeep.store.search import MAX_WORD_CHARS
-from pg import admin, with_options
+from pg import admin, start_failing, with_options
 
 
 def user(content: str) -> dict[str, str]:
@@ -259,19 +259,10 @@ def test_a_server_error_on_a_warm_connection_says_nothing_was_saved(
     store, proxy = proxied
     conv = store.new_conversation("c")
     kept = _warm_up(conv)
-    failures: list[Exception] = []
-
-    def append() -> None:
-        try:
-            conv.append(user("lost"))
-        except Exception as exc:  # the failure under test, checked below
-            failures.append(exc)
-
     with admin(postgres_url) as locker, admin(postgres_url) as watcher, locker.transaction():
         locker.execute("SELECT 1 FROM conversations WHERE id = 'c' FOR UPDATE")  # the append waits here
         before = proxy.requests
-        writer = threading.Thread(target=append)
-        writer.start()
+        writer, failures = start_failing(lambda: conv.append(user("lost")))
         deadline = time.monotonic() + 20
         waiting: list[int] = []
         while not waiting and time.monotonic() < deadline:

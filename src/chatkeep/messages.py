@@ -21,6 +21,7 @@ __all__ = [
     "check_json_value",
     "MessageDict",
     "message_text",
+    "plain_text_message",
     "to_message_dict",
     "user_message",
     "validate_message",
@@ -269,6 +270,25 @@ def validate_message(message: object, *, field: str = "message") -> MessageDict:
     if role == "tool":
         _expect_str(message.get("tool_call_id"), f"{field}.tool_call_id")
     return message
+
+
+#: The roles whose message may be a role and a text alone (a tool or function message needs more).
+_TEXT_ROLES = frozenset(("system", "developer", "user", "assistant"))
+
+
+def plain_text_message(message: object) -> tuple[str, str] | None:
+    """``(role, text)`` when ``message`` is exactly ``{"role": ..., "content": "text"}`` (a plain dict, a text role).
+
+    The commonest message, which :func:`validate_message` accepts as it is:
+    importers and appends check it this way instead of walking it. ``None`` for
+    any other shape.
+    """
+    if type(message) is not dict or len(message) != 2:
+        return None
+    role, content = message.get("role"), message.get("content")
+    if type(role) is not str or role not in _TEXT_ROLES or type(content) is not str:
+        return None
+    return role, content
 
 
 def validate_messages(messages: Iterable[object], *, field: str = "messages") -> list[MessageDict]:

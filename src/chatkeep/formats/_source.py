@@ -24,7 +24,7 @@ import ijson
 from ijson.common import ObjectBuilder
 
 from ..errors import FormatError, MessageError
-from ..messages import MessageDict, validate_message
+from ..messages import MessageDict, plain_text_message, validate_message
 from ._scan import JsonScanner, ScanError
 
 __all__ = [
@@ -126,13 +126,11 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 #: Roles whose message is valid with a string content and nothing else (a tool message needs its call's id,
 #: a function message its name).
-_TEXT_ROLES = frozenset(("system", "developer", "user", "assistant"))
 
 
 def checked_message(message: Any, field: str, label: str, line: int | None = None) -> MessageDict:
     """Validate a message for import; a problem becomes a FormatError naming the file, line and field."""
-    if type(message) is dict and len(message) == 2 and type(message.get("content")) is str \
-            and type(message.get("role")) is str and message["role"] in _TEXT_ROLES:
+    if plain_text_message(message) is not None:
         return dict(message)  # most imported messages: what validate_message returns for them, without its walk
     try:
         return validate_message(message, field=field)

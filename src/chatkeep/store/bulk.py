@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, overload
 
 from ..errors import StoreError
-from ..messages import MessageDict, check_json_value, validate_message
+from ..messages import MessageDict, check_json_value, plain_text_message, validate_message
 from .attachments import Blob, Ref, extract
 from .base import MessageKind, MessageStatus, check_status, role_and_text, storable_text
 from .bulk_values import json_text, new_ids
@@ -299,14 +299,13 @@ def plan_import(item: ImportConversation, conversation_id: str, known: dict[str,
 
 
 def _plain_text(body: MessageDict, kind: MessageKind) -> tuple[str | None, str | None]:
-    """A chat message of a role and a string content only: its role and text, what :func:`.attachments.extract`
-    and :func:`.base.role_and_text` would find (no payload: a data URL is one). ``(None, None)`` for others."""
-    if kind == "response_item" or type(body) is not dict or len(body) != 2:
+    """A plain text message (:func:`.messages.plain_text_message`): its role and text, what
+    :func:`.attachments.extract` and :func:`.base.role_and_text` would find (no payload: a data URL is one).
+    ``(None, None)`` for others."""
+    plain = plain_text_message(body) if kind != "response_item" else None
+    if plain is None or plain[1].startswith("data:"):
         return None, None
-    role, content = body.get("role"), body.get("content")
-    if type(role) is not str or type(content) is not str or content.startswith("data:"):
-        return None, None
-    return role, content
+    return plain
 
 
 def plan_batches(item: ImportConversation, conversation_id: str, known: dict[str, str],

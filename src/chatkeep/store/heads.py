@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..messages import MessageDict, check_json_value, validate_message
+from ..messages import MessageDict, check_json_value, plain_text_message, validate_message
 from .attachments import Blob, Ref, extract
 from .base import (
     ANY,
@@ -81,10 +81,6 @@ def _checked_row(draft: Draft) -> NewRow:
     return NewRow(new_id(), body, role, storable_text(text), draft, stored, tuple(refs), tuple(blobs))
 
 
-#: Roles whose message can be a role and a text alone (a tool or function message needs more).
-_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
-
-
 def _plain_row(draft: Draft) -> NewRow | None:
     """The commonest message, ``{"role": ..., "content": "text"}``, made ready without the general walks.
 
@@ -94,13 +90,11 @@ def _plain_row(draft: Draft) -> NewRow | None:
     them together). Any other shape, and a text that may be a data URL (an
     attachment), returns ``None`` and takes the general path.
     """
-    message = draft.message
-    if type(message) is not dict or len(message) != 2 or draft.kind not in ("chat", "summary"):
+    plain = plain_text_message(draft.message) if draft.kind in ("chat", "summary") else None
+    if plain is None or plain[1].startswith("data:"):
         return None
-    role, content = message.get("role"), message.get("content")
-    if type(role) is not str or role not in _PLAIN_ROLES or type(content) is not str or content.startswith("data:"):
-        return None
-    body = dict(message)  # the copy validate_message makes: the caller's dict stays the caller's, keys in its order
+    role, content = plain
+    body = dict(draft.message)  # the copy validate_message makes: the caller's dict stays the caller's, keys in its order
     return NewRow(new_id(), body, role, storable_text(content), draft, body)
 
 

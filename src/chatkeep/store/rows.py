@@ -75,12 +75,21 @@ def branch_of(rows: Sequence[Row], head: str | None) -> list[Row]:
         return []
     if rows[-1][0] == head and rows[0][1] is None and [row[1] for row in rows[1:]] == [row[0] for row in rows[:-1]]:
         return list(rows)
-    by_id = {row[0]: row for row in rows}
-    path: list[Row] = []
-    cursor = by_id.get(head)
-    while cursor is not None and len(path) < len(rows):
+    return [rows[at] for at in _path_to(head, [row[0] for row in rows], [row[1] for row in rows])]
+
+
+def _path_to(head: str, ids: Sequence[str], parents: Sequence[str | None]) -> list[int]:
+    """The positions of the rows from the root to ``head``, oldest first, following the parent links back.
+
+    Goes at most once round all the rows, so a damaged cycle ends the walk.
+    """
+    position = {row_id: at for at, row_id in enumerate(ids)}
+    path: list[int] = []
+    cursor = position.get(head)
+    while cursor is not None and len(path) < len(ids):
         path.append(cursor)
-        cursor = by_id.get(cursor[1])
+        parent = parents[cursor]
+        cursor = position.get(parent) if parent is not None else None
     path.reverse()
     return path
 
@@ -105,16 +114,7 @@ def branch_positions(ids: str, parents: str, count: int, head: str) -> Sequence[
         return range(1)
     if ids.endswith(ID_SEPARATOR + head) and parents == ID_SEPARATOR + ids[:len(ids) - len(head) - 1]:
         return range(count)  # each row's parent is the row before, the first is a root, the head is last
-    id_list = ids.split(ID_SEPARATOR)
-    parent_list = parents.split(ID_SEPARATOR)
-    position = {row_id: at for at, row_id in enumerate(id_list)}
-    path: list[int] = []
-    cursor = position.get(head)
-    while cursor is not None and len(path) < count:
-        path.append(cursor)
-        cursor = position.get(parent_list[cursor])
-    path.reverse()
-    return path
+    return _path_to(head, ids.split(ID_SEPARATOR), parents.split(ID_SEPARATOR))
 
 
 def message_from_row(row: tuple[Any, ...], time: TimeReader, blobs: BlobReader | None = None) -> StoredMessage:

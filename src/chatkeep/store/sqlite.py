@@ -94,7 +94,7 @@ def _insert_values(conversation_id: str, row: NewRow, parent: str | None, create
         row.id, conversation_id, parent, d.kind, row.role, json_text(row.stored), row.text, created_at,
         d.status, d.model, None if usage is None else dumps(dict(usage)), d.latency_ms, d.finish_reason,
         d.error, None if token_counts is None else dumps(dict(token_counts)),
-        dumps(dict(metadata)) if metadata else "{}", row.refs_json if row.refs else None,
+        dumps(dict(metadata)) if metadata else "{}", row.refs_json,
     )
 
 
@@ -350,23 +350,18 @@ class SQLiteStore(ConversationAccess, Organizing):
         if parent is not None and parent_id != HEAD:
             self._require_message_in(db, parent, conversation_id)
         moved = head_moves(head, expected_head(expect_head, parent), move_head=move_head)
-        if len(rows) == 1:  # an append, the common case: no batch machinery, no lists
-            row = rows[0]
-            moment = utcnow()
-            updated_at = format_time(moment)
-            db.execute(_INSERT_MESSAGE, _insert_values(conversation_id, row, parent, updated_at))
-            times: Sequence[datetime] = (moment,)
-            if row.blobs:
-                keep_attachments(db, [(row.id, row.blobs)])
+        times = [utcnow() for _ in rows]
+        created = [format_time(moment) for moment in times]
+        values = [_insert_values(conversation_id, row, before, at)
+                  for row, before, at in zip(rows, [parent, *(r.id for r in rows[:-1])], created)]
+        if len(values) == 1:
+            db.execute(_INSERT_MESSAGE, values[0])  # an append, the common case: no batch machinery
         else:
-            times = [utcnow() for _ in rows]
-            values = [_insert_values(conversation_id, row, before, format_time(moment))
-                      for row, before, moment in zip(rows, [parent, *(r.id for r in rows[:-1])], times)]
             db.executemany(_INSERT_MESSAGE, values)
-            updated_at = values[-1][7]  # the last message's created_at, formatted once
-            uses = [(row.id, row.blobs) for row in rows if row.blobs]
-            if uses:
-                keep_attachments(db, uses)
+        uses = [(row.id, row.blobs) for row in rows if row.blobs]
+        if uses:
+            keep_attachments(db, uses)
+        updated_at = created[-1]  # the last message's time
         keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
         if keyed:
             db.executemany("INSERT INTO message_keys (key, message_id, conversation_id) VALUES (?, ?, ?)"
