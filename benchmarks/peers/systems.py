@@ -21,6 +21,7 @@ from append import message  # benchmarks/append.py: the same messages as the sin
 from chatkeep import open_store
 from chatkeep.store.bulk import ImportConversation, ImportMessage
 from chatkeep.store.pinned import pinned_of
+from chatkeep.store.sqlite_search_backlog import BACKLOG_LIMIT
 
 from .common import CHATKEEP_DURABILITY
 
@@ -330,12 +331,18 @@ class SchemaFloor(System):
         db = self.db
         # chatkeep's append: take the write lock, read the head, insert the row under it, move the head.
         db.execute("BEGIN IMMEDIATE")
-        head = db.execute("SELECT head_id FROM conversations WHERE id = ?", (self.conversation,)).fetchone()[0]
+        # With the head, where the search index's backlog starts (store/sqlite_search_backlog.py).
+        head, backlog_from = db.execute("SELECT head_id, (SELECT min(seq) FROM search_backlog) FROM conversations"
+                                        " WHERE id = ?", (self.conversation,)).fetchone()
         # The row names its nearest system or developer ancestor, read from its parent, as chatkeep's does.
-        db.execute("INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at, status,"
-                   " metadata, pinned_ancestor) VALUES (?1, ?2, ?3, 'chat', ?4, ?5, ?6, '2026-01-01T00:00:00.000000Z',"
-                   f" 'complete', '{{}}', {pinned_of('?3')})",
-                   (row_id, self.conversation, head, body["role"], json.dumps(body), body["content"]))
+        seq = db.execute("INSERT INTO messages (id, conversation_id, parent_id, kind, role, body, text, created_at,"
+                         " status, metadata, pinned_ancestor) VALUES (?1, ?2, ?3, 'chat', ?4, ?5, ?6,"
+                         f" '2026-01-01T00:00:00.000000Z', 'complete', '{{}}', {pinned_of('?3')})",
+                         (row_id, self.conversation, head, body["role"], json.dumps(body), body["content"])).lastrowid
+        if backlog_from is not None and seq - backlog_from >= BACKLOG_LIMIT:  # the backlog joins the index
+            db.execute("INSERT INTO messages_fts (rowid, words) SELECT m.seq, chatkeep_search_words(m.text)"
+                       " FROM search_backlog b JOIN messages m ON m.seq = b.seq ORDER BY b.seq")
+            db.execute("DELETE FROM search_backlog")
         db.execute("UPDATE conversations SET head_id = ?, updated_at = '2026-01-01T00:00:00.000000Z' WHERE id = ?",
                    (row_id, self.conversation))
         db.execute("COMMIT")

@@ -33,7 +33,7 @@ __all__ = ["SCHEMA_VERSION", "default_store", "listing", "parse", "serve", "sett
 
 #: The SQLite schema version this reading matches (``store/sqlite_schema.py``; a test keeps them equal).
 #: A file at any other version goes to the click command, which migrates it or says it is too new.
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 DEFAULT_COUNT = 20  # list's -n default
 
 # ``Organizing.list_conversations(limit=N, archived=False, pinned_first=True)`` (store/organize.py) with

@@ -13,13 +13,14 @@ generated title leave ``updated_at`` (the list's order) as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 
 from ..errors import ConversationNotFound, StoreError
 from .base import ConversationRecord, format_time, parse_time
 from .rows import CONVERSATION_COLUMNS, conversation_from_row
+from .sqlite_search_backlog import WAITING
 
 __all__ = [
     "FIRST_PROMPT_CHARS",
@@ -102,7 +103,7 @@ class Dialect:
     starts_with: str
     #: The record's computed columns: its tags, and the start of its first user message.
     extras: str
-    #: Messages whose words match a parameter (the search index's query, see ``words``).
+    #: Messages whose words match the parameters, each the same (the search index's query, see ``words``).
     content_match: str
     #: A query's text as the search index reads it (``None``: no words to look for).
     words: Callable[[str], str | None]
@@ -130,6 +131,13 @@ SQLITE = Dialect(
     time=format_time,
     read_time=parse_time,
     no_limit=-1,
+)
+
+#: SQLite, when the connection's temporary index holds the search backlog (see .sqlite_search_backlog).
+SQLITE_WAITING = replace(
+    SQLITE,
+    content_match=(f"{SQLITE.content_match} UNION ALL SELECT m.conversation_id FROM {WAITING}"
+                   f" JOIN messages m ON m.seq = {WAITING}.rowid WHERE {WAITING} MATCH ? AND m.kind <> 'summary'"),
 )
 
 POSTGRES = Dialect(
@@ -179,7 +187,7 @@ class ListFilters:
             params.append(_like_pattern(self.matching))
             if words is not None:
                 condition = f"({condition} OR id IN ({dialect.content_match}))"
-                params.append(words)
+                params += [words] * dialect.content_match.count("?")
             where.append(condition)
         if self.owner is not None:
             where.append("owner = ?")
@@ -213,6 +221,11 @@ class _Backend(Protocol):
 
     def _survey(self, operation: Callable[[Any], T]) -> T:
         """Run ``operation(connection)`` to read."""
+        ...
+
+    def _survey_matching(self, operation: Callable[[Any, Dialect], T]) -> T:
+        """Run ``operation(connection, dialect)`` to read through the search index: every message is in it
+        as the dialect's ``content_match`` reads it."""
         ...
 
 
@@ -270,19 +283,23 @@ class Organizing:
 
         See ``Store.list_conversations`` for the filters.
         """
-        dialect = self._dialect
-        where, params = ListFilters(title_contains, matching, owner, tags, pinned, archived, since, model).where(dialect)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        filters = ListFilters(title_contains, matching, owner, tags, pinned, archived, since, model)
         order = "(pinned_at IS NULL), updated_at DESC, id DESC" if pinned_first else "updated_at DESC, id DESC"
-        # The page is chosen first, then the computed columns are read for its rows alone: in one SELECT
-        # both databases compute them for every conversation before sorting (120 ms against 3 ms with
-        # 10,000 conversations of 100 messages on SQLite).
-        statement = dialect.sql(f"WITH page AS MATERIALIZED (SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
-                                f" ORDER BY {order} LIMIT ? OFFSET ?)"
-                                f" SELECT {CONVERSATION_COLUMNS}, {dialect.extras} FROM page AS conversations"
-                                f" ORDER BY {order}")
-        values = (*params, dialect.no_limit if limit is None else limit, offset)
-        rows = self._survey(lambda db: db.execute(statement, values).fetchall())
+
+        def read(db: Any, dialect: Dialect) -> list[Any]:
+            where, params = filters.where(dialect)
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            # The page is chosen first, then the computed columns are read for its rows alone: in one SELECT
+            # both databases compute them for every conversation before sorting (120 ms against 3 ms with
+            # 10,000 conversations of 100 messages on SQLite).
+            statement = dialect.sql(
+                f"WITH page AS MATERIALIZED (SELECT {CONVERSATION_COLUMNS} FROM conversations {clause}"
+                f" ORDER BY {order} LIMIT ? OFFSET ?)"
+                f" SELECT {CONVERSATION_COLUMNS}, {dialect.extras} FROM page AS conversations ORDER BY {order}")
+            return db.execute(statement, (*params, dialect.no_limit if limit is None else limit, offset)).fetchall()  # type: ignore[no-any-return]
+
+        dialect = self._dialect
+        rows = self._survey_matching(read) if matching else self._survey(lambda db: read(db, dialect))
         return [conversation_from_row(row, dialect.read_time) for row in rows]
 
     def add_tags(self: _Backend, conversation_id: str, tags: Iterable[str] | str) -> ConversationRecord:

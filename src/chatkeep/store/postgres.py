@@ -51,7 +51,7 @@ from .bulk_values import json_text
 from .calibrations import Calibration, observe
 from .conversation import ConversationAccess
 from .heads import NewRow, fork_details, fork_plan, head_moves, prepare, stored_rows, undo_plan
-from .organize import POSTGRES, Organizing
+from .organize import POSTGRES, Dialect, Organizing
 from .pinned import INHERITED_SQL, chain_pinned, describe_mismatch, mismatches_sql
 from .postgres_bulk import blobs_on, import_into, keep_attachments, without_nul
 from .postgres_pool import Connections, require_psycopg
@@ -341,6 +341,9 @@ class PostgresStore(ConversationAccess, Organizing):
 
     def _survey(self, operation: Callable[[Connection[Any]], T]) -> T:
         return self._read(operation)
+
+    def _survey_matching(self, operation: Callable[[Connection[Any], Dialect], T]) -> T:
+        return self._read(lambda conn: operation(conn, POSTGRES))  # the index is kept in each write
 
     def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""

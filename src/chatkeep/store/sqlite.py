@@ -58,7 +58,7 @@ from .heads import (
     stored_rows,
     undo_plan,
 )
-from .organize import SQLITE, Organizing
+from .organize import SQLITE, SQLITE_WAITING, Dialect, Organizing
 from .pinned import describe_mismatch, mismatches_sql, pinned_of
 from .protocol import Feature, OpenLease
 from .redaction import redact_drafts
@@ -78,7 +78,8 @@ from .rows import (
 from .search import SearchHit, SearchOrder, newest_first
 from .sqlite_bulk import import_into, keep_attachments, search_in
 from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
-from .sqlite_schema import SCHEMA_VERSION, migrate, schema_version
+from .sqlite_schema import SCHEMA_VERSION, add_functions, migrate, schema_version
+from .sqlite_search_backlog import BACKLOG_LIMIT, index_backlog, index_waiting
 from .sqlite_transaction import WriteTransaction
 
 __all__ = ["SQLiteStore"]
@@ -117,6 +118,9 @@ _PINNED_CHAIN = f"""
     SELECT {MESSAGE_COLUMNS} FROM chain JOIN messages ON messages.seq = chain.step_seq
     ORDER BY chain.depth DESC
 """
+
+# An append reads the head it writes under, and how far back the search index's backlog starts.
+_HEAD_AND_BACKLOG = "SELECT head_id, (SELECT min(seq) FROM search_backlog) FROM conversations WHERE id = ?"
 
 
 def _missing(conversation_id: str) -> Any:
@@ -177,6 +181,8 @@ class SQLiteStore(ConversationAccess, Organizing):
             elif schema_version(db) != SCHEMA_VERSION:
                 raise StoreError(f"{self.file}: the database needs upgrading to this chatkeep's schema, "
                                  f"but it is read-only ({self.read_only}); open it once with write access")
+            else:
+                add_functions(db)  # a search indexes what waits in the backlog (sqlite_search_backlog)
         except BaseException as exc:
             if db is not None:
                 db.close()  # a failed open keeps no file descriptor
@@ -231,6 +237,28 @@ class SQLiteStore(ConversationAccess, Organizing):
     def _survey(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             return operation(self._db)
+
+    def _index_read(self, operation: Callable[[sqlite3.Connection, bool], T]) -> T:
+        """Run ``operation(db, waiting)``, a read of the search index, with every message searchable.
+
+        A store that can write first moves the backlog into the index. Then, in
+        one read transaction, what still waits (a read-only store's backlog, or
+        rows another process added meanwhile) goes into the connection's
+        temporary index, and ``waiting`` says whether it holds any.
+        """
+        with self._lock:
+            db = self._db
+            if self.read_only is None and db.execute("SELECT EXISTS (SELECT 1 FROM search_backlog)").fetchone()[0]:
+                with self._write() as db:
+                    index_backlog(db)
+            db.execute("BEGIN")
+            try:
+                return operation(db, index_waiting(db))
+            finally:
+                db.execute("COMMIT")  # it only read (its temporary index is the connection's own)
+
+    def _survey_matching(self, operation: Callable[[sqlite3.Connection, Dialect], T]) -> T:
+        return self._index_read(lambda db, waiting: operation(db, SQLITE_WAITING if waiting else SQLITE))
 
     def close(self) -> None:
         """Close the connection; the store cannot be used afterwards."""
@@ -345,7 +373,10 @@ class SQLiteStore(ConversationAccess, Organizing):
         self, db: sqlite3.Connection, conversation_id: str, rows: Sequence[NewRow], parent_id: str | None,
         expect_head: str | None, move_head: bool,
     ) -> list[StoredMessage]:
-        head = self._require_conversation(db, conversation_id)
+        found = db.execute(_HEAD_AND_BACKLOG, (conversation_id,)).fetchone()
+        if found is None:
+            raise ConversationNotFound(conversation_id)
+        head, backlog_from = found
         parent = resolve_parent(parent_id, head)
         if parent is not None and parent_id != HEAD:
             self._require_message_in(db, parent, conversation_id)
@@ -355,9 +386,12 @@ class SQLiteStore(ConversationAccess, Organizing):
         values = [_insert_values(conversation_id, row, before, at)
                   for row, before, at in zip(rows, [parent, *(r.id for r in rows[:-1])], created)]
         if len(values) == 1:
-            db.execute(_INSERT_MESSAGE, values[0])  # an append, the common case: no batch machinery
+            last_seq = db.execute(_INSERT_MESSAGE, values[0]).lastrowid  # an append: no batch machinery
         else:
             db.executemany(_INSERT_MESSAGE, values)
+            last_seq = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if backlog_from is not None and last_seq is not None and last_seq - backlog_from >= BACKLOG_LIMIT:
+            index_backlog(db)  # one append in BACKLOG_LIMIT pays for indexing them together
         uses = [(row.id, row.blobs) for row in rows if row.blobs]
         if uses:
             keep_attachments(db, uses)
@@ -680,13 +714,16 @@ class SQLiteStore(ConversationAccess, Organizing):
         ``MAX_RANKED`` (10,000) messages match, the best are the best of the latest.
         """
         newest = newest_first(order)
-        with self._lock:
+
+        def search(db: sqlite3.Connection, waiting: bool) -> list[SearchHit]:
             return search_in(
-                self._db, query, columns=PREFIXED_MESSAGE_COLUMNS,
+                db, query, columns=PREFIXED_MESSAGE_COLUMNS,
                 to_message=lambda row: message_from_row(row, parse_time, self._blobs),
                 conversation_id=conversation_id, role=role, model=model, since=since, until=until,
-                owner=owner, tags=tags, limit=limit, offset=offset, newest=newest,
+                owner=owner, tags=tags, limit=limit, offset=offset, newest=newest, waiting=waiting,
             )
+
+        return self._index_read(search)
 
     def usage_by_model(self, conversation_id: str | None = None) -> dict[str, dict[str, int]]:
         """Replies and prompt/completion tokens by model, over one conversation or the store.

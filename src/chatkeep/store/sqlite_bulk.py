@@ -22,6 +22,7 @@ from .bulk_values import json_text
 from .organize import normalize_tags
 from .pinned import INHERITED_SQL, inherited_pinned
 from .search import MAX_RANKED, SNIPPET_SCAN_CHARS, Phrase, Query, SearchHit, read_query, snippet
+from .sqlite_search_backlog import WAITING, index_backlog
 
 __all__ = ["import_into", "search_in"]
 
@@ -90,6 +91,7 @@ class _Waiting:
             chunk = self.rows[start:min(start + ROWS_PER_INSERT, count)]
             self.db.execute(f"INSERT INTO messages ({_COLUMNS}) VALUES {', '.join([_ROW] * len(chunk))}",
                             list(itertools.chain.from_iterable(chunk)))
+            index_backlog(self.db)  # the rows just written, while SQLite's cache holds them
         del self.rows[:count]
 
     def flush(self) -> None:
@@ -210,6 +212,7 @@ def search_in(
     limit: int = 20,
     offset: int = 0,
     newest: bool = False,
+    waiting: bool = False,
 ) -> list[SearchHit]:
     """Ranked full-text matches (bm25) with snippets, the latest MAX_RANKED at most; never a syntax error.
 
@@ -220,11 +223,15 @@ def search_in(
     them at spaces. Snippets are cut here from the start of each hit's text,
     not by FTS5's snippet(), whose cost grows with the square of a word's
     occurrences in the message.
+
+    ``waiting``: the connection's temporary index of the search backlog
+    (:mod:`.sqlite_search_backlog`) holds messages too; its matches join the
+    main index's, ranked by their own bm25 (within the small index).
     """
     parsed = read_query(query)
     if parsed is None:
         return []
-    where = ["messages_fts MATCH ?"]  # summaries are not in the index (m013)
+    where = ["{index} MATCH ?"]  # summaries are not in the index (m013)
     params: list[Any] = [fts5_query(parsed)]
     for clause, value in (
         # instr() = 1: a literal prefix (LIKE would read % and _ in a model name as wildcards).
@@ -240,21 +247,32 @@ def search_in(
         params.append(tag)
     if conversation_id is not None:
         # The conversation's rowids bound the index's scan: the words may be in every other message.
-        where.append("messages_fts.rowid BETWEEN (SELECT min(seq) FROM messages WHERE conversation_id = ?)"
+        where.append("{index}.rowid BETWEEN (SELECT min(seq) FROM messages WHERE conversation_id = ?)"
                      " AND (SELECT max(seq) FROM messages WHERE conversation_id = ?)")
         params += [conversation_id, conversation_id]
     # A match's row is read only when a filter asks for one of its columns.
-    joins = (" JOIN messages m ON m.seq = messages_fts.rowid" if len(where) > 1 else "") + (
+    joins = (" JOIN messages m ON m.seq = {index}.rowid" if len(where) > 1 else "") + (
         " JOIN conversations c ON c.id = m.conversation_id" if owner is not None else "")
-    matches = (f"SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts{joins}"
-               f" WHERE {' AND '.join(where)} ORDER BY messages_fts.rowid DESC LIMIT ?")
+    # Newest first, the index's order: the page (newest) or the latest MAX_RANKED (ranked below).
+    latest = limit + offset if newest else MAX_RANKED
+
+    def matches_in(index: str) -> str:
+        return ("SELECT {index}.rowid AS seq, bm25({index}) AS score FROM {index}" + joins
+                + f" WHERE {' AND '.join(where)} ORDER BY {{index}}.rowid DESC LIMIT ?").replace("{index}", index)
+
+    matches, params = matches_in("messages_fts"), [*params, latest]
+    if waiting:  # the backlog's matches beside the index's, newest first as one list
+        matches = (f"SELECT seq, score FROM ({matches}) UNION ALL SELECT seq, score FROM ({matches_in(WAITING)})"
+                   " ORDER BY seq DESC LIMIT ?")
+        params = [*params, *params, latest]
     if newest:  # the page, read from the index newest first: it stops after limit + offset matches
-        page, order, params = f"{matches} OFFSET ?", "page.seq DESC", [*params, limit, offset]
+        page, order = f"SELECT seq, score FROM ({matches}) LIMIT ? OFFSET ?", "page.seq DESC"
     else:
         # The latest MAX_RANKED matches, read from the index newest first (no sort), are ranked,
         # and the page chosen among them.
-        page = f"SELECT seq, score FROM ({matches}) ORDER BY score, seq DESC LIMIT ? OFFSET ?"
-        order, params = "page.score, page.seq DESC", [*params, MAX_RANKED, limit, offset]
+        page, order = f"SELECT seq, score FROM ({matches}) ORDER BY score, seq DESC LIMIT ? OFFSET ?", \
+            "page.score, page.seq DESC"
+    params += [limit, offset]
     # Only then are the page's rows read whole (MATERIALIZED keeps it that way). The snippet's text
     # is cut as bytes (enough for its characters): SQLite's text functions stop at a NUL, which a
     # message may hold.

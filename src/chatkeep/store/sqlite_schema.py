@@ -305,6 +305,42 @@ def m013_summaries_out_of_the_search_index(db: sqlite3.Connection) -> None:
     )
 
 
+def m014_search_backlog(db: sqlite3.Connection) -> None:
+    """New messages wait in a backlog for the search index, which takes them in batches.
+
+    Adding one message to FTS5 in its own transaction writes a new index
+    segment on commit: 40% of an append's SQL (issue 17). The insert trigger
+    now notes only the new row's ``seq``; :mod:`.sqlite_search_backlog` moves
+    the backlog into the index in one statement, before anything reads the
+    index and whenever it grows past a limit, and a search reads what still
+    waits through a small index of its own. PostgreSQL's GIN ``fastupdate``
+    pending list works the same way. Neither trigger calls a chatkeep
+    function any more: any SQLite client may insert, change or delete
+    messages, and the next search indexes them.
+    """
+    _run(
+        db,
+        """
+        CREATE TABLE search_backlog (seq INTEGER PRIMARY KEY);
+        DROP TRIGGER messages_fts_insert;
+        DROP TRIGGER messages_fts_delete;
+        DROP TRIGGER messages_fts_update;
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.kind <> 'summary' BEGIN
+            INSERT INTO search_backlog (seq) VALUES (new.seq)%
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            DELETE FROM messages_fts WHERE rowid = old.seq%
+            DELETE FROM search_backlog WHERE seq = old.seq%
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, kind ON messages BEGIN
+            DELETE FROM messages_fts WHERE rowid = old.seq%
+            DELETE FROM search_backlog WHERE seq = old.seq%
+            INSERT INTO search_backlog (seq) SELECT new.seq WHERE new.kind <> 'summary'%
+        END
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_kind_index,
@@ -319,6 +355,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m011_pinned_ancestors,
     m012_pinned_and_archived_lists,
     m013_summaries_out_of_the_search_index,
+    m014_search_backlog,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
