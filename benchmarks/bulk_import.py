@@ -210,8 +210,9 @@ def _floor(file: str, db: str, *, search_index: bool = True) -> float:
 
     No parsing, mapping, checking or tree walking: only the INSERTs (as many
     rows a statement as the import writes, one transaction, WAL,
-    synchronous=NORMAL, the import's page cache), the index's triggers and
-    the word splitting they call. What no importer into this schema can go
+    synchronous=NORMAL, the import's page cache), the index's triggers, and
+    after each statement the backlog joining the search index with the word
+    splitting it calls, as the import does. What no importer into this schema can go
     below. ``search_index=False`` drops the index's insert trigger from this
     throwaway database first: the rows and their own indexes alone, so the
     difference is what the search index costs.
@@ -221,6 +222,7 @@ def _floor(file: str, db: str, *, search_index: bool = True) -> float:
     from chatkeep import open_store
     from chatkeep.store.sqlite_bulk import IMPORT_CACHE_KIB, ROWS_PER_INSERT
     from chatkeep.store.sqlite_schema import add_functions
+    from chatkeep.store.sqlite_search_backlog import index_backlog
 
     with open(file, encoding="utf-8") as stream:
         rows = [(f"m{n}", node["message"]["author"]["role"], text) for n, (node, text) in enumerate(
@@ -243,6 +245,8 @@ def _floor(file: str, db: str, *, search_index: bool = True) -> float:
                            + ", ".join(["(?, 'c', ?, ?, ?, 'now')"] * len(chunk)),
                            [value for key, role, text in chunk
                             for value in (key, role, json.dumps({"role": role, "content": text}), text)])
+        if search_index:
+            index_backlog(connection)  # the chunk's rows join the search index, as the import's do
     connection.execute("COMMIT")
     connection.close()
     return time.perf_counter() - started

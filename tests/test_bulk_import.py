@@ -22,7 +22,7 @@ from chatkeep.formats._scan import JsonScanner
 from chatkeep.formats._source import checked_message
 from chatkeep.messages import validate_message
 from chatkeep.store import SQLiteStore, bulk, sqlite_bulk
-from chatkeep.store.base import dumps
+from chatkeep.store.base import dumps, new_id
 from chatkeep.store.bulk import ImportConversation, ImportMessage, MessageSpool, checked_first
 from chatkeep.store.bulk_values import json_text, new_ids
 
@@ -47,6 +47,16 @@ def test_json_text_is_the_text_dumps_writes(value: Any) -> None:
 def test_json_text_of_a_message_and_of_a_float() -> None:
     assert json_text({"role": "user", "content": "Grüß dich\n"}) == '{"role":"user","content":"Grüß dich\\n"}'
     assert json_text({"usage": 1e16, "x": float("nan")}) == '{"usage":1e+16,"x":NaN}'  # as dumps writes them
+
+
+def test_a_new_id_is_a_lower_case_ulid_of_now() -> None:
+    before = datetime.now(timezone.utc)
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(re.fullmatch(r"[0-7][0-9a-hjkmnp-tv-z]{25}", value) for value in ids)
+    parsed = [ULID.from_str(value.upper()) for value in ids]  # python-ulid, the reference
+    assert all(str(ulid).lower() == value for ulid, value in zip(parsed, ids))
+    assert all(abs((ulid.datetime - before).total_seconds()) < 5 for ulid in parsed)
 
 
 def test_new_ids_are_lower_case_ulids_of_now_in_the_order_made() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,13 +47,16 @@ PARENT = "@parent"
 ANY = "@any"
 
 
-def new_id() -> str:
-    """Return a new time-sortable id (a lower-case ULID)."""
-    # Imported here: python-ulid reads its version from package metadata at import (~25 ms),
-    # which commands that only read (chatkeep list) should not pay.
-    from ulid import ULID
+#: Crockford's base32, as ULIDs are written (lower case here), and each 10-bit value's two digits.
+ULID_DIGITS = "0123456789abcdefghjkmnpqrstvwxyz"
+ULID_PAIRS = [first + second for first in ULID_DIGITS for second in ULID_DIGITS]
+_PAIR_SHIFTS = range(120, -1, -10)  # a ULID's 26 digits are 13 pairs: 130 bits, the top two zero
 
-    return str(ULID()).lower()
+
+def new_id() -> str:
+    """Return a new time-sortable id: a lower-case ULID (48 bits of Unix milliseconds, then 80 random bits)."""
+    value = time.time_ns() // 1_000_000 << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join([ULID_PAIRS[value >> shift & 1023] for shift in _PAIR_SHIFTS])
 
 
 def utcnow() -> datetime:

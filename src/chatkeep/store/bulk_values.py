@@ -14,16 +14,13 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from .base import dumps
+from .base import ULID_DIGITS, ULID_PAIRS, dumps
 
 __all__ = ["json_text", "new_ids"]
 
-_DIGITS = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, as ULIDs are written (lower case here)
-_PAIRS = [first + second for first in _DIGITS for second in _DIGITS]  # each 10-bit value's two digits
-
 
 def _base32(value: int, digits: int) -> str:
-    return "".join(_DIGITS[(value >> shift) & 31] for shift in range(5 * (digits - 1), -1, -5))
+    return "".join(ULID_DIGITS[(value >> shift) & 31] for shift in range(5 * (digits - 1), -1, -5))
 
 
 def new_ids(count: int) -> list[str]:
@@ -42,7 +39,7 @@ def new_ids(count: int) -> list[str]:
         if value >> 10 != high:
             high = value >> 10
             head = stamp + _base32(high, 14)
-        ids.append(head + _PAIRS[value & 1023])
+        ids.append(head + ULID_PAIRS[value & 1023])
     return ids
 
 

@@ -38,7 +38,7 @@ __all__ = ["ForkedMessage", "NewRow", "expected_head", "fork_plan", "head_moves"
 Expectation = str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__, 1 us a row
 class NewRow:
     """A draft checked and ready to insert: its id, body (and the body as stored), role and searchable text.
 

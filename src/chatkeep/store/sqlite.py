@@ -381,10 +381,12 @@ class SQLiteStore(ConversationAccess, Organizing):
         if parent is not None and parent_id != HEAD:
             self._require_message_in(db, parent, conversation_id)
         moved = head_moves(head, expected_head(expect_head, parent), move_head=move_head)
-        times = [utcnow() for _ in rows]
-        created = [format_time(moment) for moment in times]
-        values = [_insert_values(conversation_id, row, before, at)
-                  for row, before, at in zip(rows, [parent, *(r.id for r in rows[:-1])], created)]
+        times, values, before = [], [], parent
+        for row in rows:  # each row under the one before it, the first under the parent
+            times.append(moment := utcnow())
+            created_at = format_time(moment)
+            values.append(_insert_values(conversation_id, row, before, created_at))
+            before = row.id
         if len(values) == 1:
             last_seq = db.execute(_INSERT_MESSAGE, values[0]).lastrowid  # an append: no batch machinery
         else:
@@ -395,7 +397,7 @@ class SQLiteStore(ConversationAccess, Organizing):
         uses = [(row.id, row.blobs) for row in rows if row.blobs]
         if uses:
             keep_attachments(db, uses)
-        updated_at = created[-1]  # the last message's time
+        updated_at = created_at  # the last message's time
         keyed = [(key, row.id, conversation_id) for row in rows for key in row.draft.keys]
         if keyed:
             db.executemany("INSERT INTO message_keys (key, message_id, conversation_id) VALUES (?, ?, ?)"
