@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,21 @@ def test_a_database_from_before_the_backlog_keeps_its_index(tmp_path: Path) -> N
     assert waiting(file) == 1
     assert sorted(found(store, "message")) == ["a new message", "an indexed old message"]
     assert store.check_integrity() == []
+
+
+def test_a_search_never_waits_for_another_writer_to_index_the_backlog(tmp_path: Path) -> None:
+    file = tmp_path / "chat.db"
+    store = open_store(file, busy_timeout=2)
+    store.new_conversation().append({"role": "user", "content": "searched while an import runs"})
+    other = sqlite3.connect(file, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a long import in another process holds the write lock
+    try:
+        started = time.monotonic()
+        assert found(store, "import") == ["searched while an import runs"]
+        assert [c.title for c in store.list_conversations(matching="import")] == [None]
+        assert time.monotonic() - started < 1
+        assert waiting(file) == 1  # left for a search that can take the lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert found(store, "import") == ["searched while an import runs"] and waiting(file) == 0

@@ -77,7 +77,7 @@ from .rows import (
 )
 from .search import SearchHit, SearchOrder, newest_first
 from .sqlite_bulk import import_into, keep_attachments, search_in
-from .sqlite_files import ErrorGuard, cannot_write, connect, refuse_foreign, translate
+from .sqlite_files import ErrorGuard, cannot_write, connect, is_busy, refuse_foreign, translate
 from .sqlite_schema import SCHEMA_VERSION, add_functions, migrate, schema_version
 from .sqlite_search_backlog import BACKLOG_LIMIT, index_backlog, index_waiting
 from .sqlite_transaction import WriteTransaction
@@ -241,21 +241,40 @@ class SQLiteStore(ConversationAccess, Organizing):
     def _index_read(self, operation: Callable[[sqlite3.Connection, bool], T]) -> T:
         """Run ``operation(db, waiting)``, a read of the search index, with every message searchable.
 
-        A store that can write first moves the backlog into the index. Then, in
-        one read transaction, what still waits (a read-only store's backlog, or
-        rows another process added meanwhile) goes into the connection's
-        temporary index, and ``waiting`` says whether it holds any.
+        A store that can write first moves the backlog into the index, if the
+        write lock is free: a search never waits behind another writer (a long
+        import, say). Then, in one read transaction, what still waits (a
+        read-only store's backlog, one another writer held on to, or rows added
+        meanwhile) goes into the connection's temporary index, and ``waiting``
+        says whether it holds any.
         """
         with self._lock:
             db = self._db
             if self.read_only is None and db.execute("SELECT EXISTS (SELECT 1 FROM search_backlog)").fetchone()[0]:
-                with self._write() as db:
-                    index_backlog(db)
+                self._index_backlog_unless_busy(db)
             db.execute("BEGIN")
             try:
                 return operation(db, index_waiting(db))
             finally:
                 db.execute("COMMIT")  # it only read (its temporary index is the connection's own)
+
+    def _index_backlog_unless_busy(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except Exception as exc:  # sqlite3's or SQLCipher's own error class
+            if is_db_error(exc) and is_busy(exc):
+                return  # another writer holds the lock: the read indexes the backlog for itself
+            raise
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        try:
+            index_backlog(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _survey_matching(self, operation: Callable[[sqlite3.Connection, Dialect], T]) -> T:
         return self._index_read(lambda db, waiting: operation(db, SQLITE_WAITING if waiting else SQLITE))

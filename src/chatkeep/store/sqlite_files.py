@@ -23,7 +23,7 @@ from urllib.parse import quote
 from ..errors import StoreError
 from .encryption import is_db_error
 
-__all__ = ["ErrorGuard", "cannot_write", "connect", "refuse_foreign", "translate"]
+__all__ = ["ErrorGuard", "cannot_write", "connect", "is_busy", "refuse_foreign", "translate"]
 
 
 def cannot_write(path: Path) -> str | None:
@@ -75,11 +75,16 @@ def refuse_foreign(db: sqlite3.Connection, file: str) -> None:
     )
 
 
+def is_busy(exc: Exception) -> bool:
+    """Whether a SQLite error says another connection holds the lock it needed."""
+    return str(getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY") or "database is locked" in str(exc)
+
+
 def translate(file: str, exc: Exception, *, busy_timeout: float) -> StoreError:
     """A ``StoreError`` for a SQLite error: what happened to which file, and what to do."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
-    if name.startswith("SQLITE_BUSY") or "database is locked" in text:
+    if is_busy(exc):
         return StoreError(
             f"{file}: another process has held the database's write lock for more than {busy_timeout:g} s, "
             "so nothing was saved; try again once it is done (or find the process that keeps it busy)"
