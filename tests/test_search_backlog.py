@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from chatkeep import open_store
 from chatkeep.store.sqlite import SQLiteStore
@@ -151,3 +155,35 @@ def test_a_search_never_waits_for_another_writer_to_index_the_backlog(tmp_path: 
         other.execute("ROLLBACK")
         other.close()
     assert found(store, "import") == ["searched while an import runs"] and waiting(file) == 0
+
+
+WRITER = """
+import sys
+from chatkeep import open_store
+conversation = open_store(sys.argv[1]).conversation(sys.argv[2])
+for i in range(int(sys.argv[4])):
+    conversation.append({"role": "user", "content": f"note {sys.argv[3]}x{i}"})
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "jsonfile"])
+def test_two_writers_at_once_and_a_searcher_lose_no_message_from_search(backend: str, tmp_path: Path,
+                                                                        request: pytest.FixtureRequest) -> None:
+    target = (str(request.getfixturevalue("postgres_url")) if backend == "postgres"
+              else str(tmp_path / ("chat.json" if backend == "jsonfile" else "chat.db")))
+    store = open_store(target)
+    names = ("first", "second")
+    shared = store.new_conversation().id  # both write after one head (a JSON file holds one conversation)
+    each = BACKLOG_LIMIT // 2 + 20  # together past the limit: an append indexes the backlog meanwhile
+    errors = [tmp_path / f"{name}.err" for name in names]
+    writers = []
+    for name, error in zip(names, errors):
+        with open(error, "wb") as stream:
+            writers.append(subprocess.Popen([sys.executable, "-c", WRITER, target, shared, name, str(each)], stderr=stream))
+    while any(writer.poll() is None for writer in writers):
+        found_now = store.search("note", limit=1000)  # searching while both write
+        assert len({hit.message.id for hit in found_now}) == len(found_now)
+    assert [writer.wait() for writer in writers] == [0, 0], [error.read_text() for error in errors]
+    hits = store.search("note", limit=1000)
+    assert sorted(hit.message.message["content"] for hit in hits) == sorted(
+        f"note {name}x{i}" for name in names for i in range(each))
