@@ -21,7 +21,7 @@ from append import message  # benchmarks/append.py: the same messages as the sin
 from chatkeep import open_store
 from chatkeep.store.bulk import ImportConversation, ImportMessage
 from chatkeep.store.pinned import pinned_of
-from chatkeep.store.sqlite_search_backlog import BACKLOG_LIMIT
+from chatkeep.store.sqlite_search_backlog import BACKLOG_LIMIT, index_backlog
 
 from .common import CHATKEEP_DURABILITY
 
@@ -339,10 +339,8 @@ class SchemaFloor(System):
                          " status, metadata, pinned_ancestor) VALUES (?1, ?2, ?3, 'chat', ?4, ?5, ?6,"
                          f" '2026-01-01T00:00:00.000000Z', 'complete', '{{}}', {pinned_of('?3')})",
                          (row_id, self.conversation, head, body["role"], json.dumps(body), body["content"])).lastrowid
-        if backlog_from is not None and seq - backlog_from >= BACKLOG_LIMIT:  # the backlog joins the index
-            db.execute("INSERT INTO messages_fts (rowid, words) SELECT m.seq, chatkeep_search_words(m.text)"
-                       " FROM search_backlog b JOIN messages m ON m.seq = b.seq ORDER BY b.seq")
-            db.execute("DELETE FROM search_backlog")
+        if backlog_from is not None and seq - backlog_from >= BACKLOG_LIMIT:
+            index_backlog(db)  # the backlog joins the index: chatkeep's two statements
         db.execute("UPDATE conversations SET head_id = ?, updated_at = '2026-01-01T00:00:00.000000Z' WHERE id = ?",
                    (row_id, self.conversation))
         db.execute("COMMIT")

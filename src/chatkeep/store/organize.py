@@ -136,8 +136,7 @@ SQLITE = Dialect(
 #: SQLite, when the connection's temporary index holds the search backlog (see .sqlite_search_backlog).
 SQLITE_WAITING = replace(
     SQLITE,
-    content_match=(f"{SQLITE.content_match} UNION ALL SELECT m.conversation_id FROM {WAITING}"
-                   f" JOIN messages m ON m.seq = {WAITING}.rowid WHERE {WAITING} MATCH ? AND m.kind <> 'summary'"),
+    content_match=f"{SQLITE.content_match} UNION ALL {SQLITE.content_match.replace('messages_fts', WAITING)}",
 )
 
 POSTGRES = Dialect(

@@ -79,7 +79,7 @@ from .search import SearchHit, SearchOrder, newest_first
 from .sqlite_bulk import import_into, keep_attachments, search_in
 from .sqlite_files import ErrorGuard, cannot_write, connect, is_busy, refuse_foreign, translate
 from .sqlite_schema import SCHEMA_VERSION, add_functions, migrate, schema_version
-from .sqlite_search_backlog import BACKLOG_LIMIT, index_backlog, index_waiting
+from .sqlite_search_backlog import BACKLOG_LIMIT, backlog_start, index_backlog, index_waiting
 from .sqlite_transaction import WriteTransaction
 
 __all__ = ["SQLiteStore"]
@@ -250,7 +250,7 @@ class SQLiteStore(ConversationAccess, Organizing):
         """
         with self._lock:
             db = self._db
-            if self.read_only is None and db.execute("SELECT EXISTS (SELECT 1 FROM search_backlog)").fetchone()[0]:
+            if self.read_only is None and backlog_start(db) is not None:
                 self._index_backlog_unless_busy(db)
             db.execute("BEGIN")
             try:
@@ -261,20 +261,13 @@ class SQLiteStore(ConversationAccess, Organizing):
     def _index_backlog_unless_busy(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA busy_timeout = 0")
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except Exception as exc:  # sqlite3's or SQLCipher's own error class
-            if is_db_error(exc) and is_busy(exc):
-                return  # another writer holds the lock: the read indexes the backlog for itself
-            raise
+            with self._write() as db:
+                index_backlog(db)
+        except StoreError as exc:
+            if exc.__cause__ is None or not is_busy(exc.__cause__):
+                raise  # else another writer holds the lock: the read indexes the backlog for itself
         finally:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        try:
-            index_backlog(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _survey_matching(self, operation: Callable[[sqlite3.Connection, Dialect], T]) -> T:
         return self._index_read(lambda db, waiting: operation(db, SQLITE_WAITING if waiting else SQLITE))

@@ -75,7 +75,7 @@ def refuse_foreign(db: sqlite3.Connection, file: str) -> None:
     )
 
 
-def is_busy(exc: Exception) -> bool:
+def is_busy(exc: BaseException) -> bool:
     """Whether a SQLite error says another connection holds the lock it needed."""
     return str(getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY") or "database is locked" in str(exc)
 
